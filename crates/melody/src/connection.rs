@@ -1,0 +1,405 @@
+//! The per-connection task: one task owns the socket and selects over inbound frames, the
+//! outbound queue, the ping timer, the pong deadline and close requests.
+//!
+//! This and `upgrade.rs` are the only files that know the transport (tokio-websockets).
+
+use std::{
+    any::Any, future::Future, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
+};
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use http::request::Parts;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    sync::mpsc,
+    time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
+};
+use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
+
+use crate::{
+    CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
+    handlers::{BoxFuture, Handlers, OnMessage},
+    melody::Hub,
+};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Transport = tokio_websockets::Message;
+
+/// How many queued messages are written before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Starts the session task for a request that is being upgraded.
+pub(crate) fn spawn(
+    hub: Arc<Hub>,
+    on_upgrade: OnUpgrade,
+    request: Parts,
+    keys: Keys,
+    addrs: (Option<SocketAddr>, Option<SocketAddr>),
+) {
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "websocket upgrade did not complete");
+                return;
+            }
+        };
+        let limits = Limits::default().max_payload_len(Some(hub.config.max_message_size));
+        let socket = ServerBuilder::new()
+            .limits(limits)
+            .serve(TokioIo::new(upgraded));
+        let (session, queue) = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
+        Connection::new(socket, session, queue).run().await;
+    });
+}
+
+/// How the active phase of a connection ended, and so what the closing phase does.
+enum End {
+    /// We close: write what is queued, send this frame, wait for the peer's answer.
+    Close(CloseFrame),
+    /// The peer closed, or broke the protocol: the transport has queued the close frame to send.
+    Answer,
+    /// The connection is unusable: drop it.
+    Drop,
+}
+
+struct Connection {
+    socket: Socket,
+    session: Session,
+    queue: mpsc::Receiver<Message>,
+    batch: Vec<Message>,
+    ping: Interval,
+    pong_deadline: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    fn new(socket: Socket, session: Session, queue: mpsc::Receiver<Message>) -> Self {
+        let config = &session.hub().config;
+        let period = config.effective_ping_period();
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let pong_deadline = Box::pin(sleep(config.pong_wait));
+        Self {
+            socket,
+            session,
+            queue,
+            batch: Vec::new(),
+            ping,
+            pong_deadline,
+        }
+    }
+
+    async fn run(mut self) {
+        let registered = Registered::new(self.session.clone());
+        let hub = self.session.hub().clone();
+        tracing::debug!(session = %self.session.id(), remote = ?self.session.remote_addr(), "session connected");
+        if hub.is_closed() {
+            // The hub closed while this session was being upgraded.
+            self.session.request_close(hub.close_frame());
+        }
+        let handlers = hub.handlers();
+        let end = match &handlers.connect {
+            Some(connect) => match guarded(|| connect(&self.session)) {
+                Ok(()) => None,
+                Err(end) => Some(self.panicked(&handlers, end)),
+            },
+            None => None,
+        };
+        drop(handlers);
+        let end = match end {
+            Some(end) => end,
+            None => self.active().await,
+        };
+        self.session.mark_closed();
+        self.close(end).await;
+        drop(registered);
+    }
+
+    /// Serves the session until it ends.
+    async fn active(&mut self) -> End {
+        let session = self.session.clone();
+        loop {
+            tokio::select! {
+                biased;
+                frame = session.close_requested() => return End::Close(frame),
+                _ = self.queue.recv_many(&mut self.batch, WRITE_BATCH) => {
+                    if let Err(error) = self.write_batch().await {
+                        return self.failed(error);
+                    }
+                }
+                next = self.socket.next() => {
+                    let end = match next {
+                        Some(Ok(frame)) => self.inbound(frame).await,
+                        Some(Err(error)) => Some(self.failed(Error::from_transport(error))),
+                        None => Some(End::Drop),
+                    };
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
+                _ = self.ping.tick() => {
+                    if let Err(error) = self.send_ping().await {
+                        return self.failed(error);
+                    }
+                }
+                () = &mut self.pong_deadline => {
+                    return self.failed(Error::PongTimeout(session.hub().config.pong_wait));
+                }
+            }
+        }
+    }
+
+    /// Handles one inbound frame; `Some` ends the session.
+    async fn inbound(&mut self, frame: Transport) -> Option<End> {
+        let handlers = self.session.hub().handlers_full();
+        if frame.is_text() {
+            let Ok(text) = Text::try_from_bytes(frame.into_payload().into()) else {
+                // The transport validates text, so this is a defence, not a path.
+                handlers.report(&self.session, &Error::InvalidUtf8);
+                let code = CloseCode::INVALID_FRAME_PAYLOAD_DATA;
+                return Some(End::Close(CloseFrame::new(code, "invalid utf-8")));
+            };
+            match &handlers.message {
+                Some(handler) => self.dispatch(&handlers, handler, text).await,
+                None => None,
+            }
+        } else if frame.is_binary() {
+            let bytes = Bytes::from(frame.into_payload());
+            match &handlers.message_binary {
+                Some(handler) => self.dispatch(&handlers, handler, bytes).await,
+                None => None,
+            }
+        } else if frame.is_pong() {
+            let pong_wait = self.session.hub().config.pong_wait;
+            self.pong_deadline
+                .as_mut()
+                .reset(Instant::now() + pong_wait);
+            let pong = handlers.pong.as_ref()?;
+            guarded(|| pong(&self.session))
+                .err()
+                .map(|p| self.panicked(&handlers, p))
+        } else if frame.is_close() {
+            let frame = CloseFrame::from_payload(frame.as_payload())
+                .unwrap_or_else(|_| CloseFrame::new(CloseCode::PROTOCOL_ERROR, ""));
+            if let Some(close) = &handlers.close {
+                if let Err(panic) = guarded(|| close(&self.session, &frame)) {
+                    handlers.report(&self.session, &panic_error(panic));
+                }
+            }
+            Some(End::Answer)
+        } else {
+            // Pings are answered by the transport.
+            None
+        }
+    }
+
+    /// Runs a message handler: inline, or in its own task under concurrent message handling.
+    async fn dispatch<T: Send + 'static>(
+        &mut self,
+        handlers: &Arc<Handlers>,
+        handler: &OnMessage<T>,
+        value: T,
+    ) -> Option<End> {
+        let concurrent = self.session.hub().config.concurrent_message_handling;
+        let session = self.session.clone();
+        match handler {
+            OnMessage::Sync(f) if concurrent => {
+                let (f, handlers) = (f.clone(), handlers.clone());
+                spawn_guarded(handlers, session.clone(), async move { f(&session, value) });
+                None
+            }
+            OnMessage::Async(f) if concurrent => {
+                spawn_guarded(handlers.clone(), session.clone(), f(session, value));
+                None
+            }
+            OnMessage::Sync(f) => guarded(|| f(&session, value))
+                .err()
+                .map(|panic| self.panicked(handlers, panic)),
+            OnMessage::Async(f) => {
+                let future = f(session, value);
+                self.drive(handlers, future).await
+            }
+        }
+    }
+
+    /// Awaits an async handler while still writing queued messages and sending pings, so a
+    /// handler that waits for queue room on its own session cannot deadlock.
+    async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
+        let mut future = AssertUnwindSafe(future).catch_unwind();
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut future => {
+                    return result.err().map(|panic| self.panicked(handlers, panic));
+                }
+                _ = self.queue.recv_many(&mut self.batch, WRITE_BATCH) => {
+                    if let Err(error) = self.write_batch().await {
+                        return Some(self.failed(error));
+                    }
+                }
+                _ = self.ping.tick() => {
+                    if let Err(error) = self.send_ping().await {
+                        return Some(self.failed(error));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
+    async fn write_batch(&mut self) -> Result<(), Error> {
+        let write_wait = self.session.hub().config.write_wait;
+        let (socket, batch) = (&mut self.socket, &self.batch);
+        let written = timeout(write_wait, async move {
+            for message in batch {
+                socket.feed(to_transport(message)).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        match written {
+            Err(_) => return Err(Error::WriteTimeout(write_wait)),
+            Ok(Err(error)) => return Err(Error::from_transport(error)),
+            Ok(Ok(())) => {}
+        }
+        let handlers = self.session.hub().handlers();
+        if handlers.wants_sent() {
+            for message in &self.batch {
+                let sent = if message.is_text() {
+                    &handlers.sent_message
+                } else {
+                    &handlers.sent_message_binary
+                };
+                if let Some(sent) = sent {
+                    if let Err(panic) = guarded(|| sent(&self.session, message)) {
+                        handlers.report(&self.session, &panic_error(panic));
+                    }
+                }
+            }
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    async fn send_ping(&mut self) -> Result<(), Error> {
+        let write_wait = self.session.hub().config.write_wait;
+        match timeout(write_wait, self.socket.send(Transport::ping(Bytes::new()))).await {
+            Err(_) => Err(Error::WriteTimeout(write_wait)),
+            Ok(result) => result.map_err(Error::from_transport),
+        }
+    }
+
+    /// Reports an error and decides how the session ends because of it.
+    fn failed(&self, error: Error) -> End {
+        self.session.hub().handlers().report(&self.session, &error);
+        match error.close_code() {
+            // The transport already queued the matching close frame for the peer's violation.
+            Some(_) => End::Answer,
+            None => End::Drop,
+        }
+    }
+
+    /// Reports a panicking handler and closes the session with 1011.
+    fn panicked(&self, handlers: &Handlers, panic: Box<dyn Any + Send>) -> End {
+        let error = panic_error(panic);
+        handlers.report(&self.session, &error);
+        End::Close(CloseFrame::new(
+            CloseCode::INTERNAL_SERVER_ERR,
+            "internal error",
+        ))
+    }
+
+    /// The closing handshake, bounded by the write wait.
+    async fn close(&mut self, end: End) {
+        let write_wait = self.session.hub().config.write_wait;
+        let (socket, queue) = (&mut self.socket, &mut self.queue);
+        let closing = async move {
+            if let End::Close(frame) = &end {
+                // Messages queued before the close go out first.
+                queue.close();
+                while let Ok(message) = queue.try_recv() {
+                    socket.feed(to_transport(&message)).await?;
+                }
+                socket.send(close_transport(frame)).await?;
+            }
+            if !matches!(end, End::Drop) {
+                // Reading on flushes our close frame and waits for the peer's.
+                while socket.next().await.is_some() {}
+            }
+            Ok::<(), tokio_websockets::Error>(())
+        };
+        if let Ok(Err(error)) = timeout(write_wait, closing).await {
+            tracing::trace!(session = %self.session.id(), %error, "closing handshake failed");
+        }
+    }
+}
+
+/// Keeps the session in the registry while it lives; removing it and running the disconnect
+/// handler happen exactly once, even if the task unwinds.
+struct Registered(Session);
+
+impl Registered {
+    fn new(session: Session) -> Self {
+        session.hub().registry.insert(session.clone());
+        Self(session)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let session = &self.0;
+        session.mark_closed();
+        session.hub().registry.remove(session.id());
+        tracing::debug!(session = %session.id(), "session disconnected");
+        let handlers = session.hub().handlers();
+        if let Some(disconnect) = &handlers.disconnect {
+            if let Err(panic) = guarded(|| disconnect(session)) {
+                handlers.report(session, &panic_error(panic));
+            }
+        }
+    }
+}
+
+fn to_transport(message: &Message) -> Transport {
+    let payload = message.payload().clone();
+    if message.is_text() {
+        Transport::text(payload)
+    } else {
+        Transport::binary(payload)
+    }
+}
+
+fn close_transport(frame: &CloseFrame) -> Transport {
+    match tokio_websockets::CloseCode::try_from(frame.code().as_u16()) {
+        Ok(code) if !code.is_reserved() => Transport::close(Some(code), frame.reason()),
+        _ => Transport::close(None, ""),
+    }
+}
+
+/// Runs user code, turning a panic into a value.
+fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
+    std::panic::catch_unwind(AssertUnwindSafe(f))
+}
+
+fn spawn_guarded(
+    handlers: Arc<Handlers>,
+    session: Session,
+    future: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(panic) = AssertUnwindSafe(future).catch_unwind().await {
+            handlers.report(&session, &panic_error(panic));
+        }
+    });
+}
+
+fn panic_error(panic: Box<dyn Any + Send>) -> Error {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    Error::HandlerPanicked(text)
+}

@@ -1,0 +1,143 @@
+//! [`Error`]: everything a session or the hub reports, and the one table that maps errors to
+//! close codes.
+
+use std::time::Duration;
+
+use crate::CloseCode;
+
+/// What went wrong. The first four variants are Go melody's error values
+/// (`ErrClosed`, `ErrSessionClosed`, `ErrWriteClosed`, `ErrMessageBufferFull`); the others are
+/// reported to the error handler when a session ends badly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The hub is closed: no broadcast, no new session.
+    #[error("melody instance is closed")]
+    Closed,
+    /// The session was already closed when `close` was called.
+    #[error("session is closed")]
+    SessionClosed,
+    /// A write to a session that is closed or closing.
+    #[error("tried to write to a closed session")]
+    WriteClosed,
+    /// A write found the session's outbound queue full; the message was dropped.
+    #[error("session message buffer is full")]
+    MessageBufferFull,
+    /// The peer sent a message over [`Config::max_message_size`](crate::Config). Closed with 1009.
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    MessageTooBig {
+        /// Size of the message (so far, if it arrived in fragments).
+        len: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The peer sent a text message that is not valid UTF-8. Closed with 1007.
+    #[error("text message is not valid utf-8")]
+    InvalidUtf8,
+    /// The peer broke the WebSocket protocol. Closed with 1002.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// No pong arrived within [`Config::pong_wait`](crate::Config).
+    #[error("no pong within {0:?}")]
+    PongTimeout(Duration),
+    /// Queued messages could not be written within [`Config::write_wait`](crate::Config).
+    #[error("write did not complete within {0:?}")]
+    WriteTimeout(Duration),
+    /// A close code that may not be sent (1004, 1005, 1006, 1015) was given to a close call.
+    #[error("close code {0} cannot be sent in a close frame")]
+    ReservedCloseCode(CloseCode),
+    /// A close payload that is not a code followed by UTF-8 text was given to `close_with_msg`.
+    #[error("invalid close payload")]
+    InvalidClosePayload,
+    /// A handler panicked. The session is closed with 1011.
+    #[error("handler panicked: {0}")]
+    HandlerPanicked(String),
+    /// The connection failed underneath the WebSocket protocol.
+    #[error("transport error")]
+    Io(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The close code a session is closed with after this error, if the error ends it.
+    ///
+    /// | error | code |
+    /// |---|---|
+    /// | [`Error::MessageTooBig`] | 1009 |
+    /// | [`Error::InvalidUtf8`] | 1007 |
+    /// | [`Error::Protocol`] | 1002 |
+    /// | [`Error::HandlerPanicked`] | 1011 |
+    /// | [`Error::Closed`] (hub shut down) | 1001 |
+    /// | [`Error::MessageBufferFull`] under [`OverflowPolicy::CloseSession`](crate::OverflowPolicy) | 1008 |
+    /// | the rest | none (the session goes on, or the connection is already gone) |
+    ///
+    /// ```
+    /// use melody::{CloseCode, Error};
+    ///
+    /// assert_eq!(Error::InvalidUtf8.close_code(), Some(CloseCode::INVALID_FRAME_PAYLOAD_DATA));
+    /// assert_eq!(Error::WriteClosed.close_code(), None);
+    /// ```
+    #[must_use]
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Self::MessageTooBig { .. } => Some(CloseCode::MESSAGE_TOO_BIG),
+            Self::InvalidUtf8 => Some(CloseCode::INVALID_FRAME_PAYLOAD_DATA),
+            Self::Protocol(_) => Some(CloseCode::PROTOCOL_ERROR),
+            Self::HandlerPanicked(_) => Some(CloseCode::INTERNAL_SERVER_ERR),
+            Self::Closed => Some(CloseCode::GOING_AWAY),
+            Self::MessageBufferFull => Some(CloseCode::POLICY_VIOLATION),
+            _ => None,
+        }
+    }
+
+    /// Maps a transport error onto ours; the transport's types never leave the crate.
+    pub(crate) fn from_transport(error: tokio_websockets::Error) -> Self {
+        use tokio_websockets::{Error as E, proto::ProtocolError as P};
+        match error {
+            E::PayloadTooLong { len, max_len } => Self::MessageTooBig { len, max: max_len },
+            E::Protocol(P::InvalidUtf8) => Self::InvalidUtf8,
+            E::Protocol(violation) => Self::Protocol(violation.to_string()),
+            E::Io(io) => Self::Io(io),
+            E::AlreadyClosed => Self::WriteClosed,
+            other => Self::Io(std::io::Error::other(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_code_table() {
+        let rows = [
+            (Error::MessageTooBig { len: 2, max: 1 }, Some(1009)),
+            (Error::InvalidUtf8, Some(1007)),
+            (Error::Protocol("x".into()), Some(1002)),
+            (Error::HandlerPanicked("x".into()), Some(1011)),
+            (Error::Closed, Some(1001)),
+            (Error::MessageBufferFull, Some(1008)),
+            (Error::WriteClosed, None),
+            (Error::PongTimeout(Duration::ZERO), None),
+        ];
+        for (error, code) in rows {
+            assert_eq!(error.close_code().map(u16::from), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn transport_errors_map_to_ours() {
+        use tokio_websockets::{Error as E, proto::ProtocolError as P};
+        assert!(matches!(
+            Error::from_transport(E::PayloadTooLong { len: 9, max_len: 8 }),
+            Error::MessageTooBig { len: 9, max: 8 }
+        ));
+        assert!(matches!(
+            Error::from_transport(E::Protocol(P::InvalidUtf8)),
+            Error::InvalidUtf8
+        ));
+        assert!(matches!(
+            Error::from_transport(E::Protocol(P::InvalidOpcode)),
+            Error::Protocol(_)
+        ));
+    }
+}

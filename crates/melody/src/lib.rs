@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "axum")]
+mod axum;
+mod config;
+mod connection;
+mod error;
+mod handlers;
+mod melody;
+mod message;
+mod origin;
+mod registry;
+mod session;
+mod upgrade;
+
+pub use crate::{
+    config::{Config, OverflowPolicy},
+    error::Error,
+    melody::Melody,
+    message::{
+        CloseCode, CloseFrame, InvalidClosePayload, InvalidUtf8, MAX_CLOSE_REASON_LEN, Message,
+        Text, format_close_message,
+    },
+    origin::{CheckOrigin, OriginPattern},
+    session::{Keys, Session, SessionId, Value},
+    upgrade::{LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
+};
+pub use bytes::Bytes;
+#[doc(no_inline)]
+pub use http;

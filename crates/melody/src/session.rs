@@ -1,0 +1,478 @@
+//! [`Session`]: one WebSocket connection as the application sees it.
+//!
+//! A session is a cheap handle (`Clone` is a reference-count increment) that any task may hold.
+//! Writes go into the session's bounded outbound queue; the connection task drains it.
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    fmt,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, Method, Uri, request::Parts};
+use tokio::sync::{Notify, mpsc};
+
+use crate::{CloseCode, CloseFrame, Error, Melody, Message, OverflowPolicy, melody::Hub};
+
+/// A session's identifier: unique among the sessions of a process, never reused.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    pub(crate) fn new(id: u64) -> Self {
+        Self(id)
+    }
+
+    /// The id as a number.
+    #[must_use]
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A value stored under a string key on a session (Go melody's `Keys`).
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// String-keyed values to attach to a session when it is created
+/// ([`Melody::handle_request_with_keys`], Go melody's `HandleRequestWithKeys`).
+///
+/// ```
+/// use melody::Keys;
+///
+/// let keys = Keys::new().with("user", String::from("alice")).with("plan", 3u32);
+/// assert_eq!(keys.len(), 2);
+/// ```
+#[derive(Clone, Default)]
+pub struct Keys(HashMap<String, Value>);
+
+impl Keys {
+    /// No keys.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key (replacing an earlier value under the same key).
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Any + Send + Sync) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Adds a key (replacing an earlier value under the same key).
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Any + Send + Sync) {
+        self.0.insert(key.into(), Arc::new(value));
+    }
+
+    /// Number of keys.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no keys.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// One connected WebSocket client.
+///
+/// Handlers receive it; keep clones anywhere (a map of users, another task) and write to it from
+/// any thread. The session reaches its hub with [`Session::melody`], so handlers never need to
+/// capture the [`Melody`].
+///
+/// # Ordering
+///
+/// Messages written to one session are delivered in the order they were queued. There is no
+/// order between different sessions.
+///
+/// # Backpressure
+///
+/// [`Session::write`] never waits: when the queue ([`Config::message_buffer_size`]) is full the
+/// message is dropped and the [`OverflowPolicy`] applies. [`Session::write_async`] waits for room
+/// instead.
+///
+/// [`Config::message_buffer_size`]: crate::Config::message_buffer_size
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: SessionId,
+    hub: Arc<Hub>,
+    tx: mpsc::Sender<Message>,
+    closed: AtomicBool,
+    close_request: Mutex<Option<CloseFrame>>,
+    wake: Notify,
+    request: Parts,
+    remote_addr: Option<SocketAddr>,
+    local_addr: Option<SocketAddr>,
+    keys: Mutex<HashMap<String, Value>>,
+    extensions: Mutex<Extensions>,
+}
+
+/// Why a message could not be queued.
+pub(crate) enum EnqueueError {
+    Full,
+    Closed,
+}
+
+impl Session {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        id: SessionId,
+        request: Parts,
+        keys: Keys,
+        addrs: (Option<SocketAddr>, Option<SocketAddr>),
+    ) -> (Self, mpsc::Receiver<Message>) {
+        let (tx, rx) = mpsc::channel(hub.config.queue_capacity());
+        let inner = Inner {
+            id,
+            hub,
+            tx,
+            closed: AtomicBool::new(false),
+            close_request: Mutex::new(None),
+            wake: Notify::new(),
+            request,
+            remote_addr: addrs.0,
+            local_addr: addrs.1,
+            keys: Mutex::new(keys.0),
+            extensions: Mutex::new(Extensions::new()),
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    /// The session's id, unique in this process.
+    #[must_use]
+    pub fn id(&self) -> SessionId {
+        self.inner.id
+    }
+
+    /// The hub this session belongs to.
+    #[must_use]
+    pub fn melody(&self) -> Melody {
+        Melody::from_hub(self.inner.hub.clone())
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    /// Queues a message (text for `&str`/`String`, binary for `Vec<u8>`/`Bytes`) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::WriteClosed`] when the session is closed or closing.
+    /// - [`Error::MessageBufferFull`] when the queue is full: the message is dropped, the error
+    ///   handler is told, and the [`OverflowPolicy`] applies.
+    pub fn write(&self, message: impl Into<Message>) -> Result<(), Error> {
+        match self.enqueue(message.into()) {
+            Ok(()) => Ok(()),
+            Err(EnqueueError::Closed) => Err(Error::WriteClosed),
+            Err(EnqueueError::Full) => {
+                self.overflowed();
+                Err(Error::MessageBufferFull)
+            }
+        }
+    }
+
+    /// Queues a binary message without waiting (Go melody's `WriteBinary`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::write`].
+    pub fn write_binary(&self, bytes: impl Into<Bytes>) -> Result<(), Error> {
+        self.write(Message::binary(bytes))
+    }
+
+    /// Queues a message, waiting for room in the queue if it is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteClosed`] when the session is closed, or closes while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves the message unqueued; nothing is half sent.
+    pub async fn write_async(&self, message: impl Into<Message>) -> Result<(), Error> {
+        if self.is_closed() {
+            return Err(Error::WriteClosed);
+        }
+        self.inner
+            .tx
+            .send(message.into())
+            .await
+            .map_err(|_| Error::WriteClosed)
+    }
+
+    /// Closes the session with 1000 Normal Closure. Messages queued before the call are written
+    /// first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionClosed`] when the session was already closed.
+    pub fn close(&self) -> Result<(), Error> {
+        self.close_frame(CloseFrame::normal())
+    }
+
+    /// Closes the session with a code and a reason (cut to 123 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReservedCloseCode`] for 1004, 1005, 1006 or 1015; [`Error::SessionClosed`] when the
+    /// session was already closed.
+    pub fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.close_frame(CloseFrame::new(code, reason))
+    }
+
+    /// Closes the session with a raw close payload, as built by
+    /// [`format_close_message`](crate::format_close_message) (Go melody's `CloseWithMsg`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidClosePayload`] when the payload does not parse; otherwise as
+    /// [`Session::close_with`].
+    pub fn close_with_msg(&self, payload: &[u8]) -> Result<(), Error> {
+        let frame = CloseFrame::from_payload(payload).map_err(|_| Error::InvalidClosePayload)?;
+        self.close_frame(frame)
+    }
+
+    /// Closes the session with a prepared [`CloseFrame`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::close_with`].
+    pub fn close_frame(&self, frame: CloseFrame) -> Result<(), Error> {
+        if frame.code().is_reserved() && frame.code() != CloseCode::NO_STATUS_RECEIVED {
+            return Err(Error::ReservedCloseCode(frame.code()));
+        }
+        if self.request_close(frame) {
+            Ok(())
+        } else {
+            Err(Error::SessionClosed)
+        }
+    }
+
+    /// Asks the connection task to close; `false` when the session was already closed.
+    pub(crate) fn request_close(&self, frame: CloseFrame) -> bool {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        *lock(&self.inner.close_request) = Some(frame);
+        self.inner.wake.notify_one();
+        true
+    }
+
+    /// Whether the session is closed or closing: writes fail from then on.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// The peer's address, when the server made it known (axum's `ConnectInfo`, or a
+    /// [`RemoteAddr`](crate::RemoteAddr) request extension).
+    #[must_use]
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.inner.remote_addr
+    }
+
+    /// The local address the peer connected to, when the server made it known (a
+    /// [`LocalAddr`](crate::LocalAddr) request extension).
+    #[must_use]
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr
+    }
+
+    /// The head of the upgrade request: method, URI, headers and extensions.
+    #[must_use]
+    pub fn request(&self) -> &Parts {
+        &self.inner.request
+    }
+
+    /// The upgrade request's method (always `GET`).
+    #[must_use]
+    pub fn method(&self) -> &Method {
+        &self.inner.request.method
+    }
+
+    /// The upgrade request's URI (path and query).
+    #[must_use]
+    pub fn uri(&self) -> &Uri {
+        &self.inner.request.uri
+    }
+
+    /// The upgrade request's headers.
+    #[must_use]
+    pub fn headers(&self) -> &HeaderMap {
+        &self.inner.request.headers
+    }
+
+    /// Stores a value under a string key (Go melody's `Set`).
+    ///
+    /// ```no_run
+    /// # fn demo(session: &melody::Session) {
+    /// session.set("name", String::from("gopher"));
+    /// assert_eq!(session.get::<String>("name").as_deref(), Some("gopher"));
+    /// # }
+    /// ```
+    pub fn set(&self, key: impl Into<String>, value: impl Any + Send + Sync) {
+        lock(&self.inner.keys).insert(key.into(), Arc::new(value));
+    }
+
+    /// The value under `key` if it exists and is a `T` (Go melody's `Get`, typed).
+    #[must_use]
+    pub fn get<T: Any + Clone>(&self, key: &str) -> Option<T> {
+        lock(&self.inner.keys)
+            .get(key)
+            .and_then(|value| value.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// The value under `key` as stored, whatever its type.
+    #[must_use]
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        lock(&self.inner.keys).get(key).cloned()
+    }
+
+    /// The value under `key` (Go melody's `MustGet`).
+    ///
+    /// # Panics
+    ///
+    /// When there is no value under `key` or it is not a `T`.
+    #[must_use]
+    #[track_caller]
+    pub fn must_get<T: Any + Clone>(&self, key: &str) -> T {
+        match self.get(key) {
+            Some(value) => value,
+            None => panic!(
+                "session key {key:?} does not exist or is not a {}",
+                std::any::type_name::<T>()
+            ),
+        }
+    }
+
+    /// Removes the value under `key`; returns whether there was one (Go melody's `UnSet`).
+    pub fn unset(&self, key: &str) -> bool {
+        lock(&self.inner.keys).remove(key).is_some()
+    }
+
+    /// Stores a typed value, one per type (like [`http::Extensions`]); returns the previous one.
+    ///
+    /// ```no_run
+    /// #[derive(Clone)]
+    /// struct User { name: String }
+    /// # fn demo(session: &melody::Session) {
+    /// session.insert_ext(User { name: "ada".into() });
+    /// assert_eq!(session.get_ext::<User>().map(|u| u.name).as_deref(), Some("ada"));
+    /// # }
+    /// ```
+    pub fn insert_ext<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        lock(&self.inner.extensions).insert(value)
+    }
+
+    /// A clone of the typed value of type `T`, if any.
+    #[must_use]
+    pub fn get_ext<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.extensions).get::<T>().cloned()
+    }
+
+    /// Removes and returns the typed value of type `T`, if any.
+    pub fn remove_ext<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.extensions).remove::<T>()
+    }
+
+    /// Queues without waiting and without side effects.
+    pub(crate) fn enqueue(&self, message: Message) -> Result<(), EnqueueError> {
+        if self.is_closed() {
+            return Err(EnqueueError::Closed);
+        }
+        self.inner.tx.try_send(message).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
+        })
+    }
+
+    /// Applies the overflow policy after a message was dropped on a full queue.
+    pub(crate) fn overflowed(&self) {
+        let hub = self.hub();
+        hub.handlers().report(self, &Error::MessageBufferFull);
+        if hub.config.overflow == OverflowPolicy::CloseSession {
+            self.request_close(CloseFrame::new(
+                CloseCode::POLICY_VIOLATION,
+                "message buffer full",
+            ));
+        }
+    }
+
+    /// Marks the session closed once its connection has ended.
+    pub(crate) fn mark_closed(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// Waits until a close is requested, then takes the frame.
+    pub(crate) async fn close_requested(&self) -> CloseFrame {
+        loop {
+            if let Some(frame) = lock(&self.inner.close_request).take() {
+                return frame;
+            }
+            self.inner.wake.notified().await;
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("remote_addr", &self.inner.remote_addr)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Session {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Session {}
+
+impl std::hash::Hash for Session {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // User values cannot leave the maps half-updated, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
