@@ -1,0 +1,27 @@
+//! Go melody's chat: every message typed in any open page appears in every open page.
+//!
+//! ```sh
+//! cargo run --release --example chat   # then open the printed URL in two tabs
+//! ```
+//!
+//! Listens on `ADDR` (default `127.0.0.1:5000`).
+
+use axum::{Router, response::Html, routing::get};
+use melody::Melody;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let melody = Melody::new();
+    melody.handle_message(|session, text| {
+        let _ = session.melody().broadcast(text);
+    });
+
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("chat.html")) }))
+        .route("/ws", get(melody.handler()));
+
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("chat: open http://{}/", listener.local_addr()?);
+    axum::serve(listener, app).await
+}

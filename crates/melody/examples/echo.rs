@@ -1,0 +1,33 @@
+//! An echo server for the Autobahn|Testsuite: every text and binary message comes back unchanged.
+//!
+//! ```sh
+//! cargo run --release --example echo
+//! ../shared/tools/autobahn/run ws://127.0.0.1:5000/ --strict
+//! ```
+//!
+//! Listens on `ADDR` (default `127.0.0.1:5000`) and upgrades on every path. The message size
+//! limit is raised to 16 MiB and the queue to 4096 messages, as the suite's 9.* cases need.
+
+use axum::Router;
+use melody::{Config, Melody};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let config = Config::default()
+        .max_message_size(16 * 1024 * 1024)
+        .message_buffer_size(4096);
+    let melody = Melody::with_config(config);
+    melody.handle_message_async(|session, text| async move {
+        let _ = session.write_async(text).await;
+    });
+    melody.handle_message_binary_async(|session, bytes| async move {
+        let _ = session.write_async(melody::Message::binary(bytes)).await;
+    });
+
+    let app = Router::new().fallback(melody.handler());
+
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("echo: ws://{0}/ (page: http://{0}/)", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
