@@ -28,6 +28,9 @@ async fn main() -> std::io::Result<()> {
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("echo: ws://{0}/ (page: http://{0}/)", listener.local_addr()?);
+    println!(
+        "echo: ws://{0}/ (page: http://{0}/)",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await
 }

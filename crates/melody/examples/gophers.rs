@@ -31,22 +31,34 @@ async fn main() -> std::io::Result<()> {
                 let _ = session.write(format!("set {} {} {}", g.id, g.x, g.y));
             }
         }
-        let me = Gopher { id: session.id().to_string(), x: "0".into(), y: "0".into() };
+        let me = Gopher {
+            id: session.id().to_string(),
+            x: "0".into(),
+            y: "0".into(),
+        };
         let _ = session.write(format!("iam {}", me.id));
         session.insert_ext(me);
     });
 
     melody.handle_disconnect(|session| {
         if let Some(me) = session.get_ext::<Gopher>() {
-            let _ = session.melody().broadcast_others(format!("dis {}", me.id), session);
+            let _ = session
+                .melody()
+                .broadcast_others(format!("dis {}", me.id), session);
         }
     });
 
     melody.handle_message(|session, text| {
-        let Some((x, y)) = text.split_once(' ') else { return };
-        let Some(mut me) = session.get_ext::<Gopher>() else { return };
+        let Some((x, y)) = text.split_once(' ') else {
+            return;
+        };
+        let Some(mut me) = session.get_ext::<Gopher>() else {
+            return;
+        };
         (me.x, me.y) = (x.to_owned(), y.to_owned());
-        let _ = session.melody().broadcast_others(format!("set {} {x} {y}", me.id), session);
+        let _ = session
+            .melody()
+            .broadcast_others(format!("set {} {x} {y}", me.id), session);
         session.insert_ext(me);
     });
 

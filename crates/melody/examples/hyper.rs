@@ -61,8 +61,9 @@ async fn main() -> std::io::Result<()> {
 
 fn page() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(include_bytes!("chat.html"))));
-    response
-        .headers_mut()
-        .insert("content-type", "text/html; charset=utf-8".parse().expect("valid header"));
+    response.headers_mut().insert(
+        "content-type",
+        "text/html; charset=utf-8".parse().expect("valid header"),
+    );
     response
 }

@@ -59,7 +59,7 @@ pub(crate) fn spawn(
 enum End {
     /// We close: write what is queued, send this frame, wait for the peer's answer.
     Close(CloseFrame),
-    /// The peer closed, or broke the protocol: the transport has queued the close frame to send.
+    /// The peer closed: the transport has queued the echo of its close frame.
     Answer,
     /// The connection is unusable: drop it.
     Drop,
@@ -295,8 +295,9 @@ impl Connection {
     fn failed(&self, error: Error) -> End {
         self.session.hub().handlers().report(&self.session, &error);
         match error.close_code() {
-            // The transport already queued the matching close frame for the peer's violation.
-            Some(_) => End::Answer,
+            // For most peer violations the transport has already queued this close frame; then
+            // ours is refused and theirs goes out.
+            Some(code) => End::Close(CloseFrame::new(code, error.to_string())),
             None => End::Drop,
         }
     }
@@ -322,7 +323,8 @@ impl Connection {
                 while let Ok(message) = queue.try_recv() {
                     socket.feed(to_transport(&message)).await?;
                 }
-                socket.send(close_transport(frame)).await?;
+                // Refused when the transport already queued a close of its own.
+                let _ = socket.send(close_transport(frame)).await;
             }
             if !matches!(end, End::Drop) {
                 // Reading on flushes our close frame and waits for the peer's.

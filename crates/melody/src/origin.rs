@@ -101,7 +101,8 @@ impl fmt::Debug for CheckOrigin {
 }
 
 /// One entry of an origin allow-list: `scheme://host[:port]`, where the scheme may be `*`, the
-/// host may start with `*.` (one or more labels) or be `*`, and the port may be `*`. The pattern
+/// host may start with `*.` (one or more labels) or be `*`, and the port may be `*` (any port,
+/// or none). The pattern
 /// `*` alone matches any origin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OriginPattern {
@@ -253,7 +254,8 @@ mod tests {
         assert!(!check.allows(&parts(Some("https://evilexample.com"), "x")));
         assert!(!check.allows(&parts(Some("https://app.example.com:444"), "x")));
         assert!(check.allows(&parts(Some("http://localhost:3000"), "x")));
-        assert!(!check.allows(&parts(Some("http://localhost"), "x")));
+        assert!(check.allows(&parts(Some("http://localhost"), "x")));
+        assert!(!check.allows(&parts(Some("http://localhost.evil"), "x")));
     }
 
     #[test]

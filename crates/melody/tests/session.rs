@@ -1,0 +1,272 @@
+//! Sessions: writes, closes, identity, the upgrade request, session data, overflow policy.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use axum::{Router, extract::Request, response::IntoResponse, routing::get};
+use common::*;
+use melody::{
+    CloseCode, Config, Error, Keys, Melody, OverflowPolicy, Session, format_close_message,
+};
+
+/// A hub whose connect handler hands each new session to the test.
+async fn hub_with_sessions(
+    config: Config,
+) -> (
+    Melody,
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<Session>,
+) {
+    let melody = Melody::with_config(config);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    melody.handle_connect(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let addr = spawn_app(&melody).await;
+    (melody, addr, rx)
+}
+
+async fn next_session(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Session>) -> Session {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn write_and_write_binary_from_another_task() {
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    let writer = session.clone();
+    tokio::spawn(async move {
+        writer.write("from a task").unwrap();
+        writer.write_binary(vec![9u8; 4]).unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(recv_text(&mut client).await, "from a task");
+    assert_eq!(&*recv(&mut client).await.into_payload(), &[9u8; 4]);
+}
+
+#[tokio::test]
+async fn write_async_waits_for_room_then_delivers_in_order() {
+    let (_melody, addr, mut sessions) =
+        hub_with_sessions(Config::default().message_buffer_size(2)).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    let writer = session.clone();
+    let writes = tokio::spawn(async move {
+        for i in 0..50 {
+            writer.write_async(format!("m{i}")).await.unwrap();
+        }
+    });
+    for i in 0..50 {
+        assert_eq!(recv_text(&mut client).await, format!("m{i}"));
+    }
+    writes.await.unwrap();
+}
+
+#[tokio::test]
+async fn close_sends_1000_and_later_writes_fail() {
+    let (melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    session.write("last words").unwrap();
+    assert!(!session.is_closed());
+    session.close().unwrap();
+    assert!(session.is_closed());
+    assert!(matches!(session.close(), Err(Error::SessionClosed)));
+    assert!(matches!(session.write("too late"), Err(Error::WriteClosed)));
+    assert!(matches!(
+        session.write_async("too late").await,
+        Err(Error::WriteClosed)
+    ));
+
+    // What was queued before the close is written before the close frame.
+    assert_eq!(recv_text(&mut client).await, "last words");
+    assert_eq!(recv_close(&mut client).await.0, 1000);
+    eventually(|| melody.is_empty()).await;
+}
+
+#[tokio::test]
+async fn close_with_code_and_reason() {
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    assert!(matches!(
+        session.close_with(CloseCode::TLS_HANDSHAKE, ""),
+        Err(Error::ReservedCloseCode(_))
+    ));
+    session
+        .close_with(CloseCode::POLICY_VIOLATION, "go away")
+        .unwrap();
+    assert_eq!(recv_close(&mut client).await, (1008, "go away".to_owned()));
+}
+
+#[tokio::test]
+async fn close_with_msg_uses_a_formatted_payload() {
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    assert!(matches!(
+        session.close_with_msg(&[1]),
+        Err(Error::InvalidClosePayload)
+    ));
+    let payload = format_close_message(CloseCode::UNSUPPORTED_DATA, "text only");
+    session.close_with_msg(&payload).unwrap();
+    assert_eq!(
+        recv_close(&mut client).await,
+        (1003, "text only".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn session_knows_its_request_and_addresses() {
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let client = connect_with(addr, "/ws?room=lobby", &[("x-token", "abc")]).await;
+    let session = next_session(&mut sessions).await;
+
+    assert_eq!(session.method(), "GET");
+    assert_eq!(session.uri().path(), "/ws");
+    assert_eq!(session.uri().query(), Some("room=lobby"));
+    assert_eq!(session.headers()["x-token"], "abc");
+    assert_eq!(session.request().uri, *session.uri());
+    let tokio_websockets::MaybeTlsStream::Plain(stream) = client.get_ref();
+    let client_addr = stream.local_addr().unwrap();
+    assert_eq!(session.remote_addr(), Some(client_addr));
+}
+
+#[tokio::test]
+async fn string_keys_set_get_must_get_unset() {
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let _client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    assert_eq!(session.get::<String>("name"), None);
+    session.set("name", String::from("gopher"));
+    session.set("visits", 3u32);
+    assert_eq!(session.get::<String>("name").as_deref(), Some("gopher"));
+    assert_eq!(session.must_get::<u32>("visits"), 3);
+    // The wrong type reads as absent.
+    assert_eq!(session.get::<u64>("visits"), None);
+    assert!(session.get_value("visits").is_some());
+    assert!(session.unset("visits"));
+    assert!(!session.unset("visits"));
+    let missing = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        session.must_get::<u32>("visits")
+    }));
+    assert!(missing.is_err());
+}
+
+#[tokio::test]
+async fn typed_extensions() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct User(String);
+
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let _client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    assert_eq!(session.insert_ext(User("ada".into())), None);
+    assert_eq!(session.get_ext::<User>(), Some(User("ada".into())));
+    assert_eq!(
+        session.insert_ext(User("bob".into())),
+        Some(User("ada".into()))
+    );
+    assert_eq!(session.remove_ext::<User>(), Some(User("bob".into())));
+    assert_eq!(session.get_ext::<User>(), None);
+}
+
+#[tokio::test]
+async fn handle_request_with_keys_attaches_values() {
+    let melody = Melody::new();
+    let (events, mut log) = events();
+    melody.handle_connect(move |s| {
+        events.push(format!(
+            "{} {}",
+            s.must_get::<String>("user"),
+            s.must_get::<u32>("plan")
+        ));
+    });
+    let hub = melody.clone();
+    let app = Router::new().route(
+        "/ws",
+        get(move |req: Request| async move {
+            let user = req.uri().query().unwrap_or("anonymous").to_owned();
+            hub.handle_request_with_keys(req, Keys::new().with("user", user).with("plan", 2u32))
+                .into_response()
+        }),
+    );
+    let addr = spawn_router(app).await;
+    let _client = connect_with(addr, "/ws?alice", &[]).await;
+    assert_eq!(log.next().await, "alice 2");
+}
+
+#[tokio::test]
+async fn session_reaches_its_hub() {
+    let (melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let _client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+    assert_eq!(session.melody().len(), melody.len());
+    assert!(format!("{session:?}").contains("Session"));
+}
+
+#[tokio::test]
+async fn overflow_drop_policy_keeps_the_session_open() {
+    let config = Config::default().message_buffer_size(1);
+    assert_eq!(config.overflow, OverflowPolicy::DropMessage);
+    let (_melody, addr, mut sessions) = hub_with_sessions(config).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    // Fill the queue faster than the task can drain it: a burst from this thread.
+    let mut dropped = 0;
+    for i in 0..100 {
+        if matches!(session.write(format!("{i}")), Err(Error::MessageBufferFull)) {
+            dropped += 1;
+        }
+    }
+    assert!(
+        dropped > 0,
+        "a one-message queue must overflow under a burst"
+    );
+    assert!(!session.is_closed());
+    assert_eq!(recv_text(&mut client).await, "0");
+    // Still open and usable after the drops.
+    eventually(|| session.write("after").is_ok()).await;
+    loop {
+        if recv_text(&mut client).await == "after" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn overflow_close_policy_closes_the_slow_session_with_1008() {
+    let config = Config::default()
+        .message_buffer_size(1)
+        .overflow(OverflowPolicy::CloseSession);
+    let (_melody, addr, mut sessions) = hub_with_sessions(config).await;
+    let mut client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    for i in 0..100 {
+        let _ = session.write(format!("{i}"));
+    }
+    assert!(session.is_closed());
+    loop {
+        let message = recv(&mut client).await;
+        if let Some((code, reason)) = message.as_close() {
+            assert_eq!(u16::from(code), 1008);
+            assert_eq!(reason, "message buffer full");
+            break;
+        }
+    }
+}
