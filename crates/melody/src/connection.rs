@@ -117,12 +117,12 @@ impl Connection {
         drop(registered);
     }
 
-    /// Serves the session until it ends.
+    /// Serves the session until it ends. The branches are polled in random order so that a
+    /// steady stream of outbound messages cannot starve reading (and so pongs), nor the reverse.
     async fn active(&mut self) -> End {
         let session = self.session.clone();
         loop {
             tokio::select! {
-                biased;
                 frame = session.close_requested() => return End::Close(frame),
                 _ = self.queue.recv_many(&mut self.batch, WRITE_BATCH) => {
                     if let Err(error) = self.write_batch().await {
@@ -230,7 +230,6 @@ impl Connection {
         let mut future = AssertUnwindSafe(future).catch_unwind();
         loop {
             tokio::select! {
-                biased;
                 result = &mut future => {
                     return result.err().map(|panic| self.panicked(handlers, panic));
                 }

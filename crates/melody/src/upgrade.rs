@@ -123,8 +123,12 @@ impl Melody {
     /// `HandleRequest`). Returns `101 Switching Protocols`, or the refusal's status (see
     /// [`UpgradeRejection`]); the session starts once the server has switched protocols.
     ///
-    /// Must be called inside a Tokio runtime, on a request served by hyper with upgrades on
-    /// (axum's `serve` does that; for hyper use `serve_connection(..).with_upgrades()`).
+    /// Call it on a request served by hyper with upgrades on (axum's `serve` does that; for
+    /// hyper use `serve_connection(..).with_upgrades()`).
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, as the session task is spawned on the current one.
     ///
     /// ```
     /// use std::convert::Infallible;
