@@ -138,6 +138,11 @@ impl Connection {
                     if let Some(end) = end {
                         return end;
                     }
+                    // What the handler queued in answer goes out before the next frame is read,
+                    // so replies keep their place relative to a later protocol failure.
+                    if let Err(error) = self.write_ready().await {
+                        return self.failed(error);
+                    }
                 }
                 _ = self.ping.tick() => {
                     if let Err(error) = self.send_ping().await {
@@ -245,6 +250,20 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Writes whatever is already queued, without waiting for more.
+    async fn write_ready(&mut self) -> Result<(), Error> {
+        while self.batch.len() < WRITE_BATCH {
+            match self.queue.try_recv() {
+                Ok(message) => self.batch.push(message),
+                Err(_) => break,
+            }
+        }
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.write_batch().await
     }
 
     /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
