@@ -36,14 +36,14 @@ async fn main() -> std::io::Result<()> {
         visitors += 1;
         let (melody, visitor) = (melody.clone(), visitors);
         let service = service_fn(move |mut req: Request<Incoming>| {
-            let melody = melody.clone();
+            let upgrade = (req.uri().path() == "/ws").then(|| {
+                req.extensions_mut().insert(RemoteAddr(peer));
+                melody.handle_request_with_keys(req, Keys::new().with("visitor", visitor))
+            });
             async move {
-                let response = match req.uri().path() {
-                    "/ws" => {
-                        req.extensions_mut().insert(RemoteAddr(peer));
-                        melody.handle_request_with_keys(req, Keys::new().with("visitor", visitor))
-                    }
-                    _ => page(),
+                let response = match upgrade {
+                    Some(upgrade) => upgrade.await,
+                    None => page(),
                 };
                 Ok::<_, Infallible>(response)
             }

@@ -1,6 +1,6 @@
 //! axum glue (feature `axum`, on by default): mount a hub with `get(melody.handler())`.
 
-use std::future::{Ready, ready};
+use futures_util::future::BoxFuture;
 
 use axum::{
     extract::Request,
@@ -33,7 +33,7 @@ impl Melody {
     ///     Path(name): Path<String>,
     ///     req: Request,
     /// ) -> impl IntoResponse {
-    ///     melody.handle_request_with_keys(req, Keys::new().with("room", name))
+    ///     melody.handle_request_with_keys(req, Keys::new().with("room", name)).await
     /// }
     ///
     /// let app: Router = Router::new()
@@ -41,9 +41,14 @@ impl Melody {
     ///     .with_state(Melody::new());
     /// ```
     #[must_use = "mount the handler on a route"]
-    pub fn handler(&self) -> impl Fn(Request) -> Ready<Response> + Clone + Send + Sync + 'static {
+    pub fn handler(
+        &self,
+    ) -> impl Fn(Request) -> BoxFuture<'static, Response> + Clone + Send + Sync + 'static {
         let melody = self.clone();
-        move |req: Request| ready(melody.handle_request(req).into_response())
+        move |req: Request| {
+            let upgrade = melody.handle_request(req);
+            Box::pin(async move { upgrade.await.into_response() })
+        }
     }
 }
 

@@ -61,6 +61,15 @@ pub struct Config {
     pub concurrent_message_handling: bool,
     /// Which browser origins may open a session. Default [`CheckOrigin::SameOrigin`].
     pub check_origin: CheckOrigin,
+    /// Most sessions at once (upgrades in progress count); the next upgrade gets 503 until a
+    /// session ends. Default 0: unlimited.
+    pub max_connections: usize,
+    /// Most data messages a session may send per second, on average. A session that goes over
+    /// its burst is closed with 1008 "message rate limit exceeded". Default 0: no limit.
+    pub message_rate_limit: u32,
+    /// How many messages a session may send at once before the rate limit bites. Default 0:
+    /// the same as `message_rate_limit`.
+    pub message_burst: u32,
 }
 
 impl Default for Config {
@@ -74,6 +83,9 @@ impl Default for Config {
             overflow: OverflowPolicy::DropMessage,
             concurrent_message_handling: false,
             check_origin: CheckOrigin::SameOrigin,
+            max_connections: 0,
+            message_rate_limit: 0,
+            message_burst: 0,
         }
     }
 }
@@ -140,6 +152,35 @@ impl Config {
     pub fn check_origin(mut self, check: CheckOrigin) -> Self {
         self.check_origin = check;
         self
+    }
+
+    /// Sets [`Config::max_connections`]; 0 means unlimited.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Config::message_rate_limit`] (messages per second; 0 disables it) and
+    /// [`Config::message_burst`] (0 means the same as the rate).
+    ///
+    /// ```
+    /// // Seed-style limits: 100 messages/s on average, bursts of 200.
+    /// let config = melody::Config::default().message_rate_limit(100, 200);
+    /// assert_eq!((config.message_rate_limit, config.message_burst), (100, 200));
+    /// ```
+    #[must_use]
+    pub fn message_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.message_rate_limit = per_second;
+        self.message_burst = burst;
+        self
+    }
+
+    /// The rate limiter's quota, `None` when rate limiting is off.
+    pub(crate) fn rate_limit_quota(&self) -> Option<governor::Quota> {
+        let rate = std::num::NonZeroU32::new(self.message_rate_limit)?;
+        let burst = std::num::NonZeroU32::new(self.message_burst).unwrap_or(rate);
+        Some(governor::Quota::per_second(rate).allow_burst(burst))
     }
 
     /// The queue capacity actually used (at least 1).

@@ -9,6 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -22,6 +23,8 @@ use crate::{
     CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
     handlers::{BoxFuture, Handlers, OnMessage},
     melody::Hub,
+    stats::Reason,
+    upgrade::Slot,
 };
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -37,8 +40,11 @@ pub(crate) fn spawn(
     request: Parts,
     keys: Keys,
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
+    slot: Slot,
 ) {
     tokio::spawn(async move {
+        // The slot is released when this task ends, however it ends.
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {
@@ -72,6 +78,7 @@ struct Connection {
     batch: Vec<Message>,
     ping: Interval,
     pong_deadline: Pin<Box<Sleep>>,
+    rate_limit: Option<DefaultDirectRateLimiter>,
 }
 
 impl Connection {
@@ -81,6 +88,7 @@ impl Connection {
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let pong_deadline = Box::pin(sleep(config.pong_wait));
+        let rate_limit = config.rate_limit_quota().map(RateLimiter::direct);
         Self {
             socket,
             session,
@@ -88,6 +96,7 @@ impl Connection {
             batch: Vec::new(),
             ping,
             pong_deadline,
+            rate_limit,
         }
     }
 
@@ -159,6 +168,19 @@ impl Connection {
     /// Handles one inbound frame; `Some` ends the session.
     async fn inbound(&mut self, frame: Transport) -> Option<End> {
         let handlers = self.session.hub().handlers_full();
+        if frame.is_text() || frame.is_binary() {
+            self.session
+                .hub()
+                .counters
+                .received(frame.as_payload().len());
+            if self
+                .rate_limit
+                .as_ref()
+                .is_some_and(|limit| limit.check().is_err())
+            {
+                return Some(self.failed(Error::RateLimited));
+            }
+        }
         if frame.is_text() {
             let Ok(text) = Text::try_from_bytes(frame.into_payload().into()) else {
                 // The transport validates text, so this is a defence, not a path.
@@ -282,6 +304,8 @@ impl Connection {
             Ok(Err(error)) => return Err(Error::from_transport(error)),
             Ok(Ok(())) => {}
         }
+        let bytes = self.batch.iter().map(Message::len).sum();
+        self.session.hub().counters.sent(self.batch.len(), bytes);
         let handlers = self.session.hub().handlers();
         if handlers.wants_sent() {
             for message in &self.batch {
@@ -311,6 +335,16 @@ impl Connection {
 
     /// Reports an error and decides how the session ends because of it.
     fn failed(&self, error: Error) -> End {
+        let reason = match &error {
+            Error::MessageTooBig { .. } => Some(Reason::TooBig),
+            Error::InvalidUtf8 => Some(Reason::BadUtf8),
+            Error::Protocol(_) => Some(Reason::Protocol),
+            Error::RateLimited => Some(Reason::RateLimit),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.session.hub().counters.rejected(reason);
+        }
         self.session.hub().handlers().report(&self.session, &error);
         match error.close_code() {
             // For most peer violations the transport has already queued this close frame; then
@@ -363,6 +397,7 @@ struct Registered(Session);
 impl Registered {
     fn new(session: Session) -> Self {
         session.hub().registry.insert(session.clone());
+        session.hub().counters.connected();
         Self(session)
     }
 }
@@ -371,7 +406,9 @@ impl Drop for Registered {
     fn drop(&mut self) {
         let session = &self.0;
         session.mark_closed();
+        session.leave_all();
         session.hub().registry.remove(session.id());
+        session.hub().counters.disconnected();
         tracing::debug!(session = %session.id(), "session disconnected");
         let handlers = session.hub().handlers();
         if let Some(disconnect) = &handlers.disconnect {

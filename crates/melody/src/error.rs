@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::CloseCode;
+use crate::{CloseCode, SessionId};
 
 /// What went wrong. The first four variants are Go melody's error values
 /// (`ErrClosed`, `ErrSessionClosed`, `ErrWriteClosed`, `ErrMessageBufferFull`); the others are
@@ -23,6 +23,9 @@ pub enum Error {
     /// A write found the session's outbound queue full; the message was dropped.
     #[error("session message buffer is full")]
     MessageBufferFull,
+    /// No session with this id is connected.
+    #[error("session {0} is not connected")]
+    SessionNotFound(SessionId),
     /// The peer sent a message over [`Config::max_message_size`](crate::Config). Closed with 1009.
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
     MessageTooBig {
@@ -37,6 +40,10 @@ pub enum Error {
     /// The peer broke the WebSocket protocol. Closed with 1002.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The peer sent messages faster than [`Config::message_rate_limit`](crate::Config) allows,
+    /// beyond its burst. Closed with 1008.
+    #[error("message rate limit exceeded")]
+    RateLimited,
     /// No pong arrived within [`Config::pong_wait`](crate::Config).
     #[error("no pong within {0:?}")]
     PongTimeout(Duration),
@@ -67,6 +74,7 @@ impl Error {
     /// | [`Error::Protocol`] | 1002 |
     /// | [`Error::HandlerPanicked`] | 1011 |
     /// | [`Error::Closed`] (hub shut down) | 1001 |
+    /// | [`Error::RateLimited`] | 1008 |
     /// | [`Error::MessageBufferFull`] under [`OverflowPolicy::CloseSession`](crate::OverflowPolicy) | 1008 |
     /// | the rest | none (the session goes on, or the connection is already gone) |
     ///
@@ -84,7 +92,7 @@ impl Error {
             Self::Protocol(_) => Some(CloseCode::PROTOCOL_ERROR),
             Self::HandlerPanicked(_) => Some(CloseCode::INTERNAL_SERVER_ERR),
             Self::Closed => Some(CloseCode::GOING_AWAY),
-            Self::MessageBufferFull => Some(CloseCode::POLICY_VIOLATION),
+            Self::MessageBufferFull | Self::RateLimited => Some(CloseCode::POLICY_VIOLATION),
             _ => None,
         }
     }
@@ -116,6 +124,7 @@ mod tests {
             (Error::HandlerPanicked("x".into()), Some(1011)),
             (Error::Closed, Some(1001)),
             (Error::MessageBufferFull, Some(1008)),
+            (Error::RateLimited, Some(1008)),
             (Error::WriteClosed, None),
             (Error::PongTimeout(Duration::ZERO), None),
         ];

@@ -7,13 +7,17 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 
-use crate::{CloseFrame, Error, Message, Session, Text};
+use http::request::Parts;
+
+use crate::{AuthRejection, CloseFrame, Error, Keys, Message, Session, Text};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) type SessionFn = Arc<dyn Fn(&Session) + Send + Sync>;
 pub(crate) type ErrorFn = Arc<dyn Fn(&Session, &Error) + Send + Sync>;
 pub(crate) type CloseFn = Arc<dyn Fn(&Session, &CloseFrame) + Send + Sync>;
 pub(crate) type SentFn = Arc<dyn Fn(&Session, &Message) + Send + Sync>;
+pub(crate) type AuthFuture = Pin<Box<dyn Future<Output = Result<Keys, AuthRejection>> + Send>>;
+pub(crate) type AuthFn = Arc<dyn Fn(&Parts) -> AuthFuture + Send + Sync>;
 
 pub(crate) type SyncMessageFn<T> = Arc<dyn Fn(&Session, T) + Send + Sync>;
 pub(crate) type AsyncMessageFn<T> = Arc<dyn Fn(Session, T) -> BoxFuture + Send + Sync>;
@@ -59,6 +63,7 @@ pub(crate) struct Handlers {
     pub(crate) error: Option<ErrorFn>,
     pub(crate) close: Option<CloseFn>,
     pub(crate) pong: Option<SessionFn>,
+    pub(crate) auth: Option<AuthFn>,
 }
 
 impl Handlers {
@@ -87,6 +92,7 @@ impl fmt::Debug for Handlers {
             .field("error", &self.error.is_some())
             .field("close", &self.close.is_some())
             .field("pong", &self.pong.is_some())
+            .field("auth", &self.auth.is_some())
             .finish()
     }
 }

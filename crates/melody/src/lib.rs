@@ -12,6 +12,8 @@ mod message;
 mod origin;
 mod registry;
 mod session;
+mod stats;
+mod topics;
 mod upgrade;
 
 pub use crate::{
@@ -24,7 +26,8 @@ pub use crate::{
     },
     origin::{CheckOrigin, OriginPattern},
     session::{Keys, Session, SessionId, Value},
-    upgrade::{LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
+    stats::{Rejections, Stats},
+    upgrade::{AuthRejection, LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
 };
 pub use bytes::Bytes;
 #[doc(no_inline)]

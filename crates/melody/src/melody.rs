@@ -5,7 +5,7 @@ use std::{
     future::Future,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -17,6 +17,8 @@ use crate::{
     handlers::{Handlers, OnMessage},
     registry::Registry,
     session::{EnqueueError, SessionId},
+    stats::Counters,
+    topics::Topics,
 };
 
 /// A hub of WebSocket sessions.
@@ -46,9 +48,13 @@ pub(crate) struct Hub {
     pub(crate) config: Config,
     handlers: ArcSwap<Handlers>,
     pub(crate) registry: Registry,
+    pub(crate) topics: Topics,
+    pub(crate) counters: Counters,
     closed: AtomicBool,
     close_frame: OnceLock<CloseFrame>,
     next_id: AtomicU64,
+    /// Connections counted against `Config::max_connections` (upgrading or live).
+    pub(crate) slots: AtomicUsize,
 }
 
 impl Hub {
@@ -98,9 +104,12 @@ impl Melody {
             config,
             handlers: ArcSwap::from_pointee(Handlers::default()),
             registry: Registry::new(),
+            topics: Topics::default(),
+            counters: Counters::default(),
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),
             next_id: AtomicU64::new(1),
+            slots: AtomicUsize::new(0),
         }))
     }
 
@@ -118,7 +127,7 @@ impl Melody {
         &self.hub.config
     }
 
-    fn set_handler(&self, set: impl Fn(&mut Handlers)) -> &Self {
+    pub(crate) fn set_handler(&self, set: impl Fn(&mut Handlers)) -> &Self {
         self.hub.handlers.rcu(|current| {
             let mut next = Handlers::clone(current);
             set(&mut next);
@@ -344,7 +353,7 @@ impl Melody {
 
     /// Queues `message` on every session `select` hands to its callback; full queues are dealt
     /// with after the selection is done, outside any lock.
-    fn fan_out(
+    pub(crate) fn fan_out(
         &self,
         message: &Message,
         select: impl FnOnce(&mut dyn FnMut(&Session)),
@@ -389,6 +398,18 @@ impl Melody {
     #[must_use]
     pub fn session(&self, id: SessionId) -> Option<Session> {
         self.hub.registry.get(id)
+    }
+
+    /// Sends a message to the session with this id (a direct message).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionNotFound`] when no such session is connected; otherwise as
+    /// [`Session::write`].
+    pub fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), Error> {
+        self.session(id)
+            .ok_or(Error::SessionNotFound(id))?
+            .write(message)
     }
 
     /// Closes the hub: every session gets 1001 Going Away, new upgrades get 503, broadcasts fail

@@ -76,6 +76,11 @@ impl Keys {
         self.0.insert(key.into(), Arc::new(value));
     }
 
+    /// Adds every key of `other`, replacing values under the same keys.
+    pub fn extend(&mut self, other: Keys) {
+        self.0.extend(other.0);
+    }
+
     /// Number of keys.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -130,6 +135,7 @@ struct Inner {
     local_addr: Option<SocketAddr>,
     keys: Mutex<HashMap<String, Value>>,
     extensions: Mutex<Extensions>,
+    topics: Mutex<Vec<Arc<str>>>,
 }
 
 /// Why a message could not be queued.
@@ -159,6 +165,7 @@ impl Session {
             local_addr: addrs.1,
             keys: Mutex::new(keys.0),
             extensions: Mutex::new(Extensions::new()),
+            topics: Mutex::new(Vec::new()),
         };
         (
             Self {
@@ -407,6 +414,63 @@ impl Session {
         lock(&self.inner.extensions).remove::<T>()
     }
 
+    /// Joins a topic (any string: `room:lobby`, `tenant:42`); `false` when the session was
+    /// already in it or is closed. A session leaves all its topics when it disconnects.
+    ///
+    /// ```no_run
+    /// # fn demo(session: &melody::Session) {
+    /// session.join("room:lobby");
+    /// let _ = session.melody().publish("room:lobby", "someone joined");
+    /// # }
+    /// ```
+    pub fn join(&self, topic: impl AsRef<str>) -> bool {
+        let hub = self.hub();
+        let mut topics = lock(&self.inner.topics);
+        let topic = topic.as_ref();
+        if self.is_closed() || topics.iter().any(|t| &**t == topic) {
+            return false;
+        }
+        let name = hub.topics.intern(topic);
+        hub.topics.join(&name, self);
+        topics.push(name);
+        true
+    }
+
+    /// Leaves a topic; `false` when the session was not in it.
+    pub fn leave(&self, topic: &str) -> bool {
+        let mut topics = lock(&self.inner.topics);
+        let Some(position) = topics.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        topics.swap_remove(position);
+        self.hub().topics.leave(topic, self);
+        true
+    }
+
+    /// Leaves every topic; returns how many it left.
+    pub fn leave_all(&self) -> usize {
+        let left = std::mem::take(&mut *lock(&self.inner.topics));
+        for topic in &left {
+            self.hub().topics.leave(topic, self);
+        }
+        left.len()
+    }
+
+    /// The topics this session is in.
+    #[must_use]
+    pub fn topics(&self) -> Vec<String> {
+        lock(&self.inner.topics)
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    }
+
+    /// Whether this session is in `topic`.
+    #[must_use]
+    pub fn is_in(&self, topic: &str) -> bool {
+        lock(&self.inner.topics).iter().any(|t| &**t == topic)
+    }
+
     /// Queues without waiting and without side effects.
     pub(crate) fn enqueue(&self, message: Message) -> Result<(), EnqueueError> {
         if self.is_closed() {
@@ -421,6 +485,7 @@ impl Session {
     /// Applies the overflow policy after a message was dropped on a full queue.
     pub(crate) fn overflowed(&self) {
         let hub = self.hub();
+        hub.counters.dropped();
         hub.handlers().report(self, &Error::MessageBufferFull);
         if hub.config.overflow == OverflowPolicy::CloseSession {
             self.request_close(CloseFrame::new(

@@ -4,7 +4,11 @@
 //! Works with any server built on hyper 1 (axum, plain hyper, and what is built on them): the
 //! upgrade goes through hyper's `OnUpgrade` request extension.
 
-use std::net::SocketAddr;
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
@@ -12,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 
-use crate::{Keys, Melody, connection};
+use crate::{Keys, Melody, connection, handlers::AuthFn, melody::Hub, stats::Reason};
 
 /// The response [`Melody::handle_request`] returns: `101 Switching Protocols` or a refusal.
 pub type UpgradeResponse = Response<Full<Bytes>>;
@@ -36,7 +40,8 @@ pub struct LocalAddr(pub SocketAddr);
 /// | [`NotUpgrade`](Self::NotUpgrade), [`InvalidKey`](Self::InvalidKey) | 400 |
 /// | [`UnsupportedVersion`](Self::UnsupportedVersion) | 426 |
 /// | [`OriginNotAllowed`](Self::OriginNotAllowed) | 403 |
-/// | [`Closed`](Self::Closed) | 503 |
+/// | [`Auth`](Self::Auth) | chosen by the auth hook (401 by default) |
+/// | [`TooManyConnections`](Self::TooManyConnections), [`Closed`](Self::Closed) | 503 |
 /// | [`NotUpgradable`](Self::NotUpgradable) | 500 |
 ///
 /// ```
@@ -44,7 +49,7 @@ pub struct LocalAddr(pub SocketAddr);
 ///
 /// assert_eq!(UpgradeRejection::OriginNotAllowed.status().as_u16(), 403);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpgradeRejection {
     /// The request is not a `GET`.
@@ -62,6 +67,12 @@ pub enum UpgradeRejection {
     /// The `Origin` failed the hub's [`CheckOrigin`](crate::CheckOrigin).
     #[error("origin not allowed")]
     OriginNotAllowed,
+    /// The auth hook refused the request, with the status and message it chose.
+    #[error("{0}")]
+    Auth(AuthRejection),
+    /// The hub already has [`Config::max_connections`](crate::Config::max_connections) sessions.
+    #[error("too many connections")]
+    TooManyConnections,
     /// The hub is closed.
     #[error("melody instance is closed")]
     Closed,
@@ -80,7 +91,8 @@ impl UpgradeRejection {
             Self::NotUpgrade | Self::InvalidKey => StatusCode::BAD_REQUEST,
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Auth(rejection) => rejection.status,
+            Self::TooManyConnections | Self::Closed => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotUpgradable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,7 +113,7 @@ impl UpgradeRejection {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        match self {
+        match &self {
             Self::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
             }
@@ -118,17 +130,82 @@ impl UpgradeRejection {
     }
 }
 
+/// An auth hook's refusal: the status (401 unless chosen otherwise) and a plain-text message.
+///
+/// ```
+/// use melody::AuthRejection;
+/// use melody::http::StatusCode;
+///
+/// assert_eq!(AuthRejection::unauthorized("missing token").status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(AuthRejection::new(StatusCode::FORBIDDEN, "banned").to_string(), "banned");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AuthRejection {
+    status: StatusCode,
+    message: String,
+}
+
+impl AuthRejection {
+    /// A refusal with 401 Unauthorized.
+    #[must_use]
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// A refusal with any status. A status that is not a 4xx or 5xx error becomes 401.
+    #[must_use]
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let status = if status.is_client_error() || status.is_server_error() {
+            status
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The status of the refusal.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+/// A connection slot under [`Config::max_connections`](crate::Config::max_connections),
+/// held from the upgrade until the session ends.
+pub(crate) struct Slot(Option<Arc<Hub>>);
+
+impl Slot {
+    fn acquire(hub: &Arc<Hub>) -> Option<Self> {
+        let max = hub.config.max_connections;
+        if max == 0 {
+            return Some(Self(None));
+        }
+        let taken = hub.slots.fetch_add(1, Ordering::AcqRel);
+        let slot = Self(Some(hub.clone()));
+        (taken < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(hub) = &self.0 {
+            hub.slots.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 impl Melody {
     /// Upgrades an HTTP request to a WebSocket session of this hub (Go melody's
-    /// `HandleRequest`). Returns `101 Switching Protocols`, or the refusal's status (see
+    /// `HandleRequest`). Resolves to `101 Switching Protocols`, or the refusal's status (see
     /// [`UpgradeRejection`]); the session starts once the server has switched protocols.
     ///
     /// Call it on a request served by hyper with upgrades on (axum's `serve` does that; for
-    /// hyper use `serve_connection(..).with_upgrades()`).
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime, as the session task is spawned on the current one.
+    /// hyper use `serve_connection(..).with_upgrades()`). The request body is dropped at once,
+    /// so the returned future is `Send` whatever the body type.
     ///
     /// ```
     /// use std::convert::Infallible;
@@ -137,38 +214,105 @@ impl Melody {
     ///
     /// let melody = Melody::new();
     /// let service = service_fn(move |req: Request<Incoming>| {
-    ///     let melody = melody.clone();
-    ///     async move { Ok::<_, Infallible>(melody.handle_request(req)) }
+    ///     let upgrade = melody.handle_request(req);
+    ///     async move { Ok::<_, Infallible>(upgrade.await) }
     /// });
     /// # let _ = service;
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// When polled outside a Tokio runtime, as the session task is spawned on the current one.
     #[must_use = "the response must be sent for the upgrade to happen"]
-    pub fn handle_request<B>(&self, req: Request<B>) -> UpgradeResponse {
+    pub fn handle_request<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
         self.handle_request_with_keys(req, Keys::new())
     }
 
     /// As [`Melody::handle_request`], with values stored on the new session under string keys
     /// (Go melody's `HandleRequestWithKeys`).
     #[must_use = "the response must be sent for the upgrade to happen"]
-    pub fn handle_request_with_keys<B>(&self, req: Request<B>, keys: Keys) -> UpgradeResponse {
-        match self.upgrade(req, keys) {
-            Ok(response) => response,
-            Err(rejection) => {
-                tracing::debug!(%rejection, status = %rejection.status(), "websocket upgrade refused");
-                rejection.into_response()
+    pub fn handle_request_with_keys<B>(
+        &self,
+        req: Request<B>,
+        keys: Keys,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
+        let (parts, _body) = req.into_parts();
+        let melody = self.clone();
+        async move {
+            match melody.upgrade(parts, keys).await {
+                Ok(response) => response,
+                Err(rejection) => {
+                    tracing::debug!(%rejection, status = %rejection.status(), "websocket upgrade refused");
+                    rejection.into_response()
+                }
             }
         }
     }
 
-    fn upgrade<B>(&self, req: Request<B>, keys: Keys) -> Result<UpgradeResponse, UpgradeRejection> {
-        let (mut parts, _body) = req.into_parts();
+    /// Sets the auth hook: it sees each upgrade request after the handshake and origin checks
+    /// and before a connection slot is taken. It refuses with an [`AuthRejection`] (no session,
+    /// no slot used), or accepts with [`Keys`] to store on the new session.
+    ///
+    /// The hook is a plain function returning a future, so it can read the request head
+    /// synchronously and then await whatever it needs (a database, a token service):
+    ///
+    /// ```
+    /// use melody::{AuthRejection, Keys, Melody};
+    ///
+    /// let melody = Melody::new();
+    /// melody.handle_auth(|req| {
+    ///     let token = req
+    ///         .uri
+    ///         .query()
+    ///         .and_then(|q| q.strip_prefix("token="))
+    ///         .map(str::to_owned);
+    ///     async move {
+    ///         match token.as_deref() {
+    ///             Some("secret") => Ok(Keys::new().with("user", "alice").with("plan", "pro")),
+    ///             _ => Err(AuthRejection::unauthorized("missing or bad token")),
+    ///         }
+    ///     }
+    /// });
+    /// ```
+    pub fn handle_auth<F, Fut>(&self, auth: F) -> &Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Keys, AuthRejection>> + Send + 'static,
+    {
+        let auth: AuthFn = Arc::new(move |req| Box::pin(auth(req)));
+        self.set_handler(|h| h.auth = Some(auth.clone()))
+    }
+
+    async fn upgrade(
+        &self,
+        mut parts: Parts,
+        mut keys: Keys,
+    ) -> Result<UpgradeResponse, UpgradeRejection> {
+        let hub = self.hub();
         let accept = check_request(&parts)?;
         if !self.config().check_origin.allows(&parts) {
+            hub.counters.rejected(Reason::Origin);
             return Err(UpgradeRejection::OriginNotAllowed);
         }
         if self.is_closed() {
             return Err(UpgradeRejection::Closed);
         }
+        if let Some(auth) = hub.handlers_full().auth.clone() {
+            match auth(&parts).await {
+                Ok(granted) => keys.extend(granted),
+                Err(rejection) => {
+                    hub.counters.rejected(Reason::Auth);
+                    return Err(UpgradeRejection::Auth(rejection));
+                }
+            }
+        }
+        let Some(slot) = Slot::acquire(hub) else {
+            hub.counters.rejected(Reason::MaxConnections);
+            return Err(UpgradeRejection::TooManyConnections);
+        };
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -177,7 +321,7 @@ impl Melody {
             remote_addr(&parts),
             parts.extensions.get::<LocalAddr>().map(|a| a.0),
         );
-        connection::spawn(self.hub().clone(), on_upgrade, parts, keys, addrs);
+        connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
 
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

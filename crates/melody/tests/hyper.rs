@@ -20,13 +20,11 @@ async fn spawn_hyper(melody: Melody) -> std::net::SocketAddr {
             let local = stream.local_addr().unwrap();
             let melody = melody.clone();
             let service = service_fn(move |mut req: Request<Incoming>| {
-                let melody = melody.clone();
-                async move {
-                    req.extensions_mut().insert(RemoteAddr(peer));
-                    req.extensions_mut().insert(LocalAddr(local));
-                    let keys = Keys::new().with("served_by", "hyper");
-                    Ok::<_, Infallible>(melody.handle_request_with_keys(req, keys))
-                }
+                req.extensions_mut().insert(RemoteAddr(peer));
+                req.extensions_mut().insert(LocalAddr(local));
+                let keys = Keys::new().with("served_by", "hyper");
+                let upgrade = melody.handle_request_with_keys(req, keys);
+                async move { Ok::<_, Infallible>(upgrade.await) }
             });
             tokio::spawn(
                 http1::Builder::new()

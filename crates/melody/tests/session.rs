@@ -201,6 +201,7 @@ async fn handle_request_with_keys_attaches_values() {
         get(move |req: Request| async move {
             let user = req.uri().query().unwrap_or("anonymous").to_owned();
             hub.handle_request_with_keys(req, Keys::new().with("user", user).with("plan", 2u32))
+                .await
                 .into_response()
         }),
     );
