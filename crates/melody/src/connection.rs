@@ -188,6 +188,11 @@ impl Connection {
                 let code = CloseCode::INVALID_FRAME_PAYLOAD_DATA;
                 return Some(End::Close(CloseFrame::new(code, "invalid utf-8")));
             };
+            if let Some(router) = handlers.router.as_ref().filter(|r| r.is_active()) {
+                let (router, session) = (router.clone(), self.session.clone());
+                let routed = Box::pin(async move { router.dispatch(&session, text).await });
+                return self.run_async(&handlers, routed).await;
+            }
             match &handlers.message {
                 Some(handler) => self.dispatch(&handlers, handler, text).await,
                 None => None,
@@ -229,25 +234,28 @@ impl Connection {
         handler: &OnMessage<T>,
         value: T,
     ) -> Option<End> {
-        let concurrent = self.session.hub().config.concurrent_message_handling;
         let session = self.session.clone();
         match handler {
-            OnMessage::Sync(f) if concurrent => {
+            OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
                 let (f, handlers) = (f.clone(), handlers.clone());
                 spawn_guarded(handlers, session.clone(), async move { f(&session, value) });
-                None
-            }
-            OnMessage::Async(f) if concurrent => {
-                spawn_guarded(handlers.clone(), session.clone(), f(session, value));
                 None
             }
             OnMessage::Sync(f) => guarded(|| f(&session, value))
                 .err()
                 .map(|panic| self.panicked(handlers, panic)),
-            OnMessage::Async(f) => {
-                let future = f(session, value);
-                self.drive(handlers, future).await
-            }
+            OnMessage::Async(f) => self.run_async(handlers, f(session, value)).await,
+        }
+    }
+
+    /// Runs an async handler's future: awaited in place, or in its own task under concurrent
+    /// message handling.
+    async fn run_async(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
+        if self.session.hub().config.concurrent_message_handling {
+            spawn_guarded(handlers.clone(), self.session.clone(), future);
+            None
+        } else {
+            self.drive(handlers, future).await
         }
     }
 

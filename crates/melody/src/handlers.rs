@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use http::request::Parts;
 
-use crate::{AuthRejection, CloseFrame, Error, Keys, Message, Session, Text};
+use crate::{
+    router::Router,
+    AuthRejection, CloseFrame, Error, Keys, Message, Session, Text};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) type SessionFn = Arc<dyn Fn(&Session) + Send + Sync>;
@@ -64,6 +66,7 @@ pub(crate) struct Handlers {
     pub(crate) close: Option<CloseFn>,
     pub(crate) pong: Option<SessionFn>,
     pub(crate) auth: Option<AuthFn>,
+    pub(crate) router: Option<Arc<Router>>,
 }
 
 impl Handlers {
@@ -93,6 +96,7 @@ impl fmt::Debug for Handlers {
             .field("close", &self.close.is_some())
             .field("pong", &self.pong.is_some())
             .field("auth", &self.auth.is_some())
+            .field("router", &self.router.is_some())
             .finish()
     }
 }

@@ -11,6 +11,7 @@ mod melody;
 mod message;
 mod origin;
 mod registry;
+mod router;
 mod session;
 mod stats;
 mod topics;
