@@ -37,6 +37,11 @@ fn gophers_mouse_moves_gopher_on_other_page() {
     run_browser_test("gophers");
 }
 
+#[test]
+fn multichat_messages_stay_in_their_room() {
+    run_browser_test("multichat");
+}
+
 /// Runs `tests/browser/<example>.mjs` against the running `<example>` example.
 fn run_browser_test(example: &str) {
     let binary = example_binary(example);
