@@ -18,6 +18,7 @@ use tokio::{
     time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
 };
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
+use tracing::Instrument;
 
 use crate::{
     CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
@@ -42,7 +43,8 @@ pub(crate) fn spawn(
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
     slot: Slot,
 ) {
-    tokio::spawn(async move {
+    let span = tracing::debug_span!("melody_session", id = tracing::field::Empty);
+    let task = async move {
         // The slot is released when this task ends, however it ends.
         let _slot = slot;
         let upgraded = match on_upgrade.await {
@@ -57,8 +59,10 @@ pub(crate) fn spawn(
             .limits(limits)
             .serve(TokioIo::new(upgraded));
         let (session, queue) = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
+        tracing::Span::current().record("id", session.id().as_u64());
         Connection::new(socket, session, queue).run().await;
-    });
+    };
+    tokio::spawn(task.instrument(span));
 }
 
 /// How the active phase of a connection ended, and so what the closing phase does.

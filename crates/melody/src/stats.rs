@@ -1,18 +1,5 @@
 //! Counters of a hub: sessions, traffic, drops and refusals. Read them with [`Melody::stats`];
-//! with the `metrics` feature the same figures also go to the [`metrics`] facade.
-//!
-//! | metric | kind | meaning |
-//! |---|---|---|
-//! | `melody_sessions` | gauge | connected sessions |
-//! | `melody_connects_total` | counter | sessions ever connected |
-//! | `melody_messages_received_total` | counter | data messages received |
-//! | `melody_bytes_received_total` | counter | payload bytes received |
-//! | `melody_messages_sent_total` | counter | data messages written and flushed |
-//! | `melody_bytes_sent_total` | counter | payload bytes written and flushed |
-//! | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
-//! | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
-//!
-//! [`metrics`]: https://docs.rs/metrics
+//! with the `metrics` feature the same figures also go to the `metrics` facade.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -113,6 +100,21 @@ impl Counters {
 
 /// A snapshot of a hub's counters, from [`Melody::stats`]. Each field is read on its own, so
 /// the snapshot is not atomic across fields.
+///
+/// With the `metrics` feature, the same figures go to the [`metrics`](https://docs.rs/metrics)
+/// facade under these names. They are process-wide: several hubs in one process add up.
+///
+/// | metric | kind | meaning |
+/// |---|---|---|
+/// | `melody_sessions` | gauge | connected sessions |
+/// | `melody_connects_total` | counter | sessions ever connected |
+/// | `melody_messages_received_total` | counter | data messages received |
+/// | `melody_bytes_received_total` | counter | payload bytes received |
+/// | `melody_messages_sent_total` | counter | data messages written and flushed |
+/// | `melody_bytes_sent_total` | counter | payload bytes written and flushed |
+/// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
+/// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
+///
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
