@@ -29,17 +29,25 @@ async fn main() -> std::io::Result<()> {
     let hub = melody.clone();
     let app = Router::new()
         .route("/", get(|| async { Redirect::to("/channel/lobby") }))
-        .route("/channel/{room}", get(|| async { Html(include_str!("chat.html")) }))
+        .route(
+            "/channel/{room}",
+            get(|| async { Html(include_str!("chat.html")) }),
+        )
         .route(
             "/channel/{room}/ws",
             get(move |Path(room): Path<String>, req: Request| async move {
                 let keys = Keys::new().with("room", format!("room:{room}"));
-                hub.handle_request_with_keys(req, keys).await.into_response()
+                hub.handle_request_with_keys(req, keys)
+                    .await
+                    .into_response()
             }),
         );
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("multichat: open http://{}/channel/lobby", listener.local_addr()?);
+    println!(
+        "multichat: open http://{}/channel/lobby",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await
 }

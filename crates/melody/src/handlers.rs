@@ -9,9 +9,7 @@ use bytes::Bytes;
 
 use http::request::Parts;
 
-use crate::{
-    router::Router,
-    AuthRejection, CloseFrame, Error, Keys, Message, Session, Text};
+use crate::{AuthRejection, CloseFrame, Error, Keys, Message, Session, Text, router::Router};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub(crate) type SessionFn = Arc<dyn Fn(&Session) + Send + Sync>;

@@ -29,7 +29,9 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
     let melody = authenticated_hub();
     let (events, mut log) = events();
     let on_connect = events.clone();
-    melody.handle_connect(move |s| on_connect.push(format!("hello {}", s.must_get::<String>("user"))));
+    melody.handle_connect(move |s| {
+        on_connect.push(format!("hello {}", s.must_get::<String>("user")))
+    });
     let addr = spawn_app(&melody).await;
 
     let refused = upgrade_request("").replacen("/ws", "/ws?token=bad", 1);
@@ -38,7 +40,11 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
     let banned = upgrade_request("").replacen("/ws", "/ws?token=banned", 1);
     assert_eq!(http_request(addr, &banned).await.0, 403);
     assert_eq!(melody.len(), 0);
-    assert_eq!(melody.stats().connects, 0, "a refused request never becomes a session");
+    assert_eq!(
+        melody.stats().connects,
+        0,
+        "a refused request never becomes a session"
+    );
     assert_eq!(melody.stats().rejections.auth, 2);
 
     let _client = connect_with(addr, "/ws?token=good", &[]).await;
@@ -51,11 +57,20 @@ async fn auth_runs_before_a_connection_slot_is_taken() {
     let limited = Melody::with_config(Config::default().max_connections(1));
     limited.handle_auth(|req| {
         let ok = req.uri.query() == Some("ok");
-        async move { if ok { Ok(Keys::new()) } else { Err(AuthRejection::unauthorized("no")) } }
+        async move {
+            if ok {
+                Ok(Keys::new())
+            } else {
+                Err(AuthRejection::unauthorized("no"))
+            }
+        }
     });
     let limited_addr = spawn_app(&limited).await;
     for _ in 0..3 {
-        assert_eq!(http_request(limited_addr, &upgrade_request("")).await.0, 401);
+        assert_eq!(
+            http_request(limited_addr, &upgrade_request("")).await.0,
+            401
+        );
     }
     let _client = connect_with(limited_addr, "/ws?ok", &[]).await;
     eventually(|| limited.len() == 1).await;
@@ -148,7 +163,10 @@ async fn stats_count_traffic_drops_and_every_rejection() {
     let stats = melody.stats();
     assert_eq!(stats.connected, 1);
     assert_eq!(stats.connects, 4);
-    assert_eq!(stats.messages_in, 1, "oversized and invalid messages are not counted as received");
+    assert_eq!(
+        stats.messages_in, 1,
+        "oversized and invalid messages are not counted as received"
+    );
     assert_eq!(stats.bytes_in, 5);
     assert_eq!(stats.messages_out, 1);
     assert_eq!(stats.bytes_out, 5);

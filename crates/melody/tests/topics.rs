@@ -10,9 +10,7 @@ use melody::{Config, Error, Melody, Session};
 
 /// A hub where a client's text "join:T" / "leave:T" joins or leaves topic T; every session is
 /// handed to the test on connect.
-async fn topic_hub(
-    clients: usize,
-) -> (Melody, std::net::SocketAddr, Vec<Client>, Vec<Session>) {
+async fn topic_hub(clients: usize) -> (Melody, std::net::SocketAddr, Vec<Client>, Vec<Session>) {
     let melody = Melody::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     melody.handle_connect(move |s| {
@@ -23,7 +21,12 @@ async fn topic_hub(
     let mut sessions = Vec::new();
     for _ in 0..clients {
         sockets.push(connect(addr).await);
-        sessions.push(tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap());
+        sessions.push(
+            tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     (melody, addr, sockets, sessions)
 }
@@ -116,7 +119,9 @@ async fn send_to_by_id_and_session_lookup() {
     let gone = s[0].id();
     drop(c.remove(0));
     eventually(|| melody.session(gone).is_none()).await;
-    assert!(matches!(melody.send_to(gone, "nobody"), Err(Error::SessionNotFound(id)) if id == gone));
+    assert!(
+        matches!(melody.send_to(gone, "nobody"), Err(Error::SessionNotFound(id)) if id == gone)
+    );
     assert_eq!(melody.sessions().len(), 1);
 }
 
@@ -154,7 +159,12 @@ async fn concurrent_join_leave_publish_is_consistent() {
     let mut sessions = Vec::new();
     for _ in 0..CLIENTS {
         clients.push(connect(addr).await);
-        sessions.push(tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap());
+        sessions.push(
+            tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
 
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -171,7 +181,11 @@ async fn concurrent_join_leave_publish_is_consistent() {
             for round in 0..ROUNDS {
                 let topic = format!("t{}", (i + round / 2) % TOPICS);
                 let start = tick(&clock);
-                let changed = if round % 2 == 0 { session.join(&topic) } else { session.leave(&topic) };
+                let changed = if round % 2 == 0 {
+                    session.join(&topic)
+                } else {
+                    session.leave(&topic)
+                };
                 let end = tick(&clock);
                 assert!(changed, "each call changes membership");
                 log.push((topic, round % 2 == 0, Span { start, end }));
@@ -243,16 +257,29 @@ async fn concurrent_join_leave_publish_is_consistent() {
             let got = received[index].contains(seq);
             if surely_in {
                 must += 1;
-                assert!(got, "session {index} was in {topic} throughout message {seq} but missed it");
+                assert!(
+                    got,
+                    "session {index} was in {topic} throughout message {seq} but missed it"
+                );
             }
             if !maybe_in {
                 must_not += 1;
-                assert!(!got, "session {index} was never in {topic} during message {seq} but got it");
+                assert!(
+                    !got,
+                    "session {index} was never in {topic} during message {seq} but got it"
+                );
             }
         }
     }
-    assert!(must > 100 && must_not > 100, "the run must exercise both rules ({must}, {must_not})");
+    assert!(
+        must > 100 && must_not > 100,
+        "the run must exercise both rules ({must}, {must_not})"
+    );
     for client in &mut clients {
-        assert!(tokio::time::timeout(Duration::from_millis(10), client.next()).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), client.next())
+                .await
+                .is_err()
+        );
     }
 }
