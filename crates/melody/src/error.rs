@@ -59,6 +59,18 @@ pub enum Error {
     /// A handler panicked. The session is closed with 1011.
     #[error("handler panicked: {0}")]
     HandlerPanicked(String),
+    /// A route handler or a router middleware returned an error (see [`router`](crate::router)).
+    /// The session stays open.
+    #[error("handler failed: {0}")]
+    HandlerFailed(String),
+    /// A text message was not a routing envelope, or its data did not decode for the route's
+    /// handler (see [`router`](crate::router)). The sender gets an error envelope, or is closed
+    /// with 1003 when the router is configured so.
+    #[error("malformed envelope: {0}")]
+    MalformedEnvelope(String),
+    /// An envelope's data could not be encoded as JSON; nothing was sent.
+    #[error("could not encode envelope")]
+    Encode(#[source] serde_json::Error),
     /// The connection failed underneath the WebSocket protocol.
     #[error("transport error")]
     Io(#[source] std::io::Error),
@@ -127,6 +139,12 @@ mod tests {
             (Error::RateLimited, Some(1008)),
             (Error::WriteClosed, None),
             (Error::PongTimeout(Duration::ZERO), None),
+            (Error::HandlerFailed("x".into()), None),
+            (Error::MalformedEnvelope("x".into()), None),
+            (
+                Error::Encode(serde_json::from_str::<u8>("x").unwrap_err()),
+                None,
+            ),
         ];
         for (error, code) in rows {
             assert_eq!(error.close_code().map(u16::from), code, "{error}");

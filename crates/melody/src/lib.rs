@@ -11,7 +11,7 @@ mod melody;
 mod message;
 mod origin;
 mod registry;
-mod router;
+pub mod router;
 mod session;
 mod stats;
 mod topics;
@@ -26,6 +26,7 @@ pub use crate::{
         Text, format_close_message,
     },
     origin::{CheckOrigin, OriginPattern},
+    router::Envelope,
     session::{Keys, Session, SessionId, Value},
     stats::{Rejections, Stats},
     upgrade::{AuthRejection, LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
