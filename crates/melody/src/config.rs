@@ -24,7 +24,8 @@ pub enum OverflowPolicy {
 /// Settings of a [`Melody`](crate::Melody) hub, fixed when the hub is created.
 ///
 /// The defaults are Go melody's: write wait 10 s, pong wait 60 s, ping period 54 s, maximum
-/// message size 512 bytes, message buffer 256 messages, same-origin check.
+/// message size 512 bytes, message buffer 256 messages. The origin check defaults to same-origin,
+/// as gorilla's upgrader does (Go melody itself accepts every origin; `CheckOrigin::Any` is that).
 ///
 /// ```
 /// use std::time::Duration;

@@ -52,7 +52,6 @@ pub(crate) struct Hub {
     pub(crate) counters: Counters,
     closed: AtomicBool,
     close_frame: OnceLock<CloseFrame>,
-    next_id: AtomicU64,
     /// Connections counted against `Config::max_connections` (upgrading or live).
     pub(crate) slots: AtomicUsize,
 }
@@ -80,7 +79,9 @@ impl Hub {
     }
 
     pub(crate) fn next_id(&self) -> SessionId {
-        SessionId::new(self.next_id.fetch_add(1, Ordering::Relaxed))
+        // One counter for the process, so ids stay unique across hubs.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        SessionId::new(NEXT_ID.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -108,7 +109,6 @@ impl Melody {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),
-            next_id: AtomicU64::new(1),
             slots: AtomicUsize::new(0),
         }))
     }
@@ -152,9 +152,11 @@ impl Melody {
     /// Runs `f` on every text message.
     ///
     /// Handlers run on the session's task, one message at a time, in arrival order (unless
-    /// [`Config::concurrent_message_handling`] is set). A handler that blocks holds up that
-    /// session only; hand long work to another task. While an async handler awaits, the session
-    /// keeps writing its queued messages.
+    /// [`Config::concurrent_message_handling`] is set). A handler must not block its thread: a
+    /// blocking call holds up the runtime worker it runs on, and so other sessions too. Await
+    /// instead (see [`Melody::handle_message_async`]), or hand blocking work to
+    /// `tokio::task::spawn_blocking`. While an async handler awaits, the session keeps writing
+    /// its queued messages.
     pub fn handle_message(&self, f: impl Fn(&Session, Text) + Send + Sync + 'static) -> &Self {
         let f = OnMessage::from_sync(f);
         self.set_handler(|h| h.message = Some(f.clone()))
