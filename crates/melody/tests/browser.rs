@@ -42,6 +42,13 @@ fn multichat_messages_stay_in_their_room() {
     run_browser_test("multichat");
 }
 
+// `typed` serves /metrics, so it is built only with the `metrics` feature.
+#[cfg(feature = "metrics")]
+#[test]
+fn typed_rooms_direct_messages_and_auth() {
+    run_browser_test("typed");
+}
+
 /// Runs `tests/browser/<example>.mjs` against the running `<example>` example.
 fn run_browser_test(example: &str) {
     let binary = example_binary(example);

@@ -1,0 +1,100 @@
+//! A Velocity-style chat on typed JSON envelopes: `welcome` with the client id on connect,
+//! `join`/`leave` rooms, `chat` to a room, direct messages by `target`, an auth token in the
+//! query string, a per-session rate limit, and `/stats` (JSON) and `/metrics` (Prometheus).
+//!
+//! ```sh
+//! cargo run --release --features metrics --example typed   # then open the printed URL
+//! ```
+//!
+//! Listens on `ADDR` (default `127.0.0.1:5000`). Any non-empty `?token=` is accepted and used
+//! as the user name; no token gets 401.
+
+use axum::{Json, Router, response::Html, routing::get};
+use melody::{AuthRejection, Config, Envelope, Keys, Melody, router::BoxError};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+struct Room {
+    room: String,
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    room: String,
+    text: String,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let melody = Melody::with_config(Config::default().message_rate_limit(20, 40));
+
+    melody.handle_auth(|req| {
+        let token = req
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .filter(|token| !token.is_empty())
+            .map(str::to_owned);
+        async move {
+            let user = token.ok_or_else(|| AuthRejection::unauthorized("a token is required"))?;
+            Ok(Keys::new().with("user", user))
+        }
+    });
+
+    melody.handle_connect(|session| {
+        let user = session.must_get::<String>("user");
+        let welcome = json!({ "client_id": session.id().to_string(), "user": user });
+        let _ = session.send_envelope("welcome", welcome);
+    });
+
+    melody.on_data::<Room, _, _>("join", |session, Room { room }| async move {
+        session.join(&room);
+        session.send_envelope("joined", json!({ "room": room }))?;
+        Ok(())
+    });
+
+    melody.on_data::<Room, _, _>("leave", |session, Room { room }| async move {
+        session.leave(&room);
+        session.send_envelope("left", json!({ "room": room }))?;
+        Ok(())
+    });
+
+    melody.on_data::<Chat, _, _>("chat", |session, Chat { room, text }| async move {
+        if !session.is_in(&room) {
+            session.send_envelope("error", json!({ "reason": "not in room", "room": room }))?;
+            return Ok(());
+        }
+        let user = session.must_get::<String>("user");
+        let mut chat = Envelope::new("chat", json!({ "room": room, "text": text, "user": user }))?;
+        chat.from = Some(session.id().to_string());
+        session.melody().publish(&room, chat.to_message())?;
+        Ok::<_, BoxError>(())
+    });
+
+    // `dm` envelopes carry a `target`: the router forwards them with `from` filled in.
+
+    let stats = melody.clone();
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("typed.html")) }))
+        .route("/ws", get(melody.handler()))
+        .route(
+            "/stats",
+            get(move || std::future::ready(Json(stats.stats()))),
+        )
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        );
+
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("typed: open http://{}/", listener.local_addr()?);
+    axum::serve(listener, app).await
+}
