@@ -71,6 +71,8 @@ pub struct Config {
     /// How many messages a session may send at once before the rate limit bites. Default 0:
     /// the same as `message_rate_limit`.
     pub message_burst: u32,
+    /// How often an SSE stream gets a keep-alive comment (feature `sse`). Default 15 s.
+    pub sse_keep_alive: Duration,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             max_connections: 0,
             message_rate_limit: 0,
             message_burst: 0,
+            sse_keep_alive: Duration::from_secs(15),
         }
     }
 }
@@ -174,6 +177,13 @@ impl Config {
     pub fn message_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
         self.message_rate_limit = per_second;
         self.message_burst = burst;
+        self
+    }
+
+    /// Sets [`Config::sse_keep_alive`].
+    #[must_use]
+    pub fn sse_keep_alive(mut self, interval: Duration) -> Self {
+        self.sse_keep_alive = interval;
         self
     }
 

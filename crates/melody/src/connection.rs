@@ -112,6 +112,8 @@ impl Connection {
             // The hub closed while this session was being upgraded.
             self.session.request_close(hub.close_frame());
         }
+        #[cfg(feature = "sse")]
+        crate::sse::auto_join(&self.session);
         let handlers = hub.handlers();
         let end = match &handlers.connect {
             Some(connect) => match guarded(|| connect(&self.session)) {

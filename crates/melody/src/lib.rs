@@ -13,6 +13,9 @@ mod origin;
 mod registry;
 pub mod router;
 mod session;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
+pub mod sse;
 mod stats;
 mod topics;
 mod upgrade;

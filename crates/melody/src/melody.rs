@@ -48,7 +48,9 @@ pub(crate) struct Hub {
     pub(crate) config: Config,
     handlers: ArcSwap<Handlers>,
     pub(crate) registry: Registry,
-    pub(crate) topics: Topics,
+    pub(crate) topics: Topics<Session>,
+    #[cfg(feature = "sse")]
+    pub(crate) sse: Topics<crate::sse::Subscriber>,
     pub(crate) counters: Counters,
     closed: AtomicBool,
     close_frame: OnceLock<CloseFrame>,
@@ -106,6 +108,8 @@ impl Melody {
             handlers: ArcSwap::from_pointee(Handlers::default()),
             registry: Registry::new(),
             topics: Topics::default(),
+            #[cfg(feature = "sse")]
+            sse: Topics::default(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),

@@ -443,7 +443,7 @@ impl Session {
             return false;
         };
         topics.swap_remove(position);
-        self.hub().topics.leave(topic, self);
+        self.hub().topics.leave(topic, self.id().as_u64());
         true
     }
 
@@ -451,7 +451,7 @@ impl Session {
     pub fn leave_all(&self) -> usize {
         let left = std::mem::take(&mut *lock(&self.inner.topics));
         for topic in &left {
-            self.hub().topics.leave(topic, self);
+            self.hub().topics.leave(topic, self.id().as_u64());
         }
         left.len()
     }

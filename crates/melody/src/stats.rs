@@ -43,6 +43,9 @@ pub(crate) struct Counters {
     bytes_out: AtomicU64,
     dropped: AtomicU64,
     rejected: [AtomicU64; 7],
+    sse_subscribers: AtomicU64,
+    sse_events: AtomicU64,
+    sse_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -93,6 +96,34 @@ impl Counters {
         metrics::counter!("melody_rejections_total", "reason" => reason.label()).increment(1);
     }
 
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
+    pub(crate) fn sse_subscribed(&self) {
+        self.sse_subscribers.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("melody_sse_subscribers").increment(1.0);
+    }
+
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
+    pub(crate) fn sse_unsubscribed(&self) {
+        self.sse_subscribers.fetch_sub(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::gauge!("melody_sse_subscribers").decrement(1.0);
+    }
+
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
+    pub(crate) fn sse_sent(&self, events: usize) {
+        self.sse_events.fetch_add(events as u64, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_sse_events_total").increment(events as u64);
+    }
+
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
+    pub(crate) fn sse_dropped(&self) {
+        self.sse_dropped.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_sse_events_dropped_total").increment(1);
+    }
+
     fn rejections(&self, reason: Reason) -> u64 {
         self.rejected[reason as usize].load(Relaxed)
     }
@@ -114,6 +145,9 @@ impl Counters {
 /// | `melody_bytes_sent_total` | counter | payload bytes written and flushed |
 /// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
 /// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
+/// | `melody_sse_subscribers` | gauge | SSE subscribers connected |
+/// | `melody_sse_events_total` | counter | SSE events queued to subscribers |
+/// | `melody_sse_events_dropped_total` | counter | SSE events dropped on a full queue |
 ///
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -134,6 +168,12 @@ pub struct Stats {
     pub dropped: u64,
     /// Refusals, by reason.
     pub rejections: Rejections,
+    /// SSE subscribers connected now (feature `sse`).
+    pub sse_subscribers: u64,
+    /// SSE events queued to subscribers (feature `sse`).
+    pub sse_events: u64,
+    /// SSE events dropped because a subscriber's queue was full (feature `sse`).
+    pub sse_dropped: u64,
 }
 
 /// Refusals by reason: upgrades refused (origin, auth, max connections) and sessions closed for
@@ -187,6 +227,9 @@ impl Melody {
                 bad_utf8: counters.rejections(Reason::BadUtf8),
                 protocol: counters.rejections(Reason::Protocol),
             },
+            sse_subscribers: read(&counters.sse_subscribers),
+            sse_events: read(&counters.sse_events),
+            sse_dropped: read(&counters.sse_dropped),
         }
     }
 }

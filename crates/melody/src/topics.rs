@@ -14,34 +14,53 @@ use bytes::Bytes;
 
 use crate::{Error, Melody, Message, Session, SessionId};
 
-/// A snapshot of a topic's members.
-pub(crate) type Members = Arc<Vec<Session>>;
-
-#[derive(Default)]
-pub(crate) struct Topics {
-    index: RwLock<HashMap<Arc<str>, Members>>,
+/// Something that can be in a topic: a WebSocket session or an SSE subscriber.
+pub(crate) trait Member: Clone {
+    /// Unique among the members of one index.
+    fn member_id(&self) -> u64;
 }
 
-impl Topics {
-    /// Adds `session` to `topic`; `false` when it was already a member.
-    pub(crate) fn join(&self, topic: &Arc<str>, session: &Session) -> bool {
+impl Member for Session {
+    fn member_id(&self) -> u64 {
+        self.id().as_u64()
+    }
+}
+
+/// A snapshot of a topic's members.
+pub(crate) type Members<M> = Arc<Vec<M>>;
+
+pub(crate) struct Topics<M> {
+    index: RwLock<HashMap<Arc<str>, Members<M>>>,
+}
+
+impl<M> Default for Topics<M> {
+    fn default() -> Self {
+        Self {
+            index: RwLock::default(),
+        }
+    }
+}
+
+impl<M: Member> Topics<M> {
+    /// Adds `member` to `topic`; `false` when it was already in it.
+    pub(crate) fn join(&self, topic: &Arc<str>, member: &M) -> bool {
         let mut index = self.write();
         let members = index.entry(topic.clone()).or_default();
-        if members.iter().any(|m| m.id() == session.id()) {
+        if members.iter().any(|m| m.member_id() == member.member_id()) {
             return false;
         }
-        Arc::make_mut(members).push(session.clone());
+        Arc::make_mut(members).push(member.clone());
         true
     }
 
-    /// Removes `session` from `topic`; `false` when it was not a member. An emptied topic is
+    /// Removes the member with this id from `topic`; `false` when it was not in it. An emptied topic is
     /// forgotten.
-    pub(crate) fn leave(&self, topic: &str, session: &Session) -> bool {
+    pub(crate) fn leave(&self, topic: &str, member_id: u64) -> bool {
         let mut index = self.write();
         let Some(members) = index.get_mut(topic) else {
             return false;
         };
-        let Some(position) = members.iter().position(|m| m.id() == session.id()) else {
+        let Some(position) = members.iter().position(|m| m.member_id() == member_id) else {
             return false;
         };
         Arc::make_mut(members).swap_remove(position);
@@ -52,7 +71,7 @@ impl Topics {
     }
 
     /// The members of `topic` at this instant (empty when the topic does not exist).
-    pub(crate) fn members(&self, topic: &str) -> Members {
+    pub(crate) fn members(&self, topic: &str) -> Members<M> {
         self.read().get(topic).cloned().unwrap_or_default()
     }
 
@@ -80,13 +99,13 @@ impl Topics {
 
     // A poisoned lock means a panic elsewhere while it was held; every update above leaves the
     // index consistent, so it stays usable.
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Members>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Members<M>>> {
         self.index
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Members>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Members<M>>> {
         self.index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -94,8 +113,9 @@ impl Topics {
 }
 
 impl Melody {
-    /// Sends a message to every session in `topic`. Returns how many it was queued for (0 for a
-    /// topic nobody is in).
+    /// Sends a message to every session in `topic`, and a text message also to the topic's SSE
+    /// subscribers (feature `sse`). Returns how many it was queued for (0 for a topic nobody is
+    /// in).
     ///
     /// The message is encoded once and its bytes shared; the members are a snapshot taken at the
     /// call, and no lock is held while queuing to them.
@@ -112,7 +132,23 @@ impl Melody {
     pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<usize, Error> {
         let message = message.into();
         let members = self.hub().topics.members(topic);
-        self.fan_out(&message, |queue| members.iter().for_each(queue))
+        let sessions = self.fan_out(&message, |queue| members.iter().for_each(queue))?;
+        Ok(sessions + self.publish_to_sse(topic, &message)?)
+    }
+
+    /// Text published to a topic also reaches its SSE subscribers, as an event of that data.
+    #[cfg(feature = "sse")]
+    fn publish_to_sse(&self, topic: &str, message: &Message) -> Result<usize, Error> {
+        match message.as_str() {
+            Some(text) => self.fan_out_sse(topic, || crate::sse::Event::new(text).encode()),
+            None => Ok(0),
+        }
+    }
+
+    #[cfg(not(feature = "sse"))]
+    #[allow(clippy::unnecessary_wraps)]
+    fn publish_to_sse(&self, _topic: &str, _message: &Message) -> Result<usize, Error> {
+        Ok(0)
     }
 
     /// Sends a binary message to every session in `topic`.
@@ -138,9 +174,10 @@ impl Melody {
         let message = message.into();
         let members = self.hub().topics.members(topic);
         let except = except.id();
-        self.fan_out(&message, |queue| {
+        let sessions = self.fan_out(&message, |queue| {
             members.iter().filter(|s| s.id() != except).for_each(queue)
-        })
+        })?;
+        Ok(sessions + self.publish_to_sse(topic, &message)?)
     }
 
     /// The sessions in `topic` right now.

@@ -286,6 +286,17 @@ impl Melody {
         self.set_handler(|h| h.auth = Some(auth.clone()))
     }
 
+    /// Runs the auth hook, if any, on a request head: the keys it grants, or its refusal.
+    pub(crate) async fn authorize(&self, parts: &Parts) -> Result<Keys, UpgradeRejection> {
+        let Some(auth) = self.hub().handlers_full().auth.clone() else {
+            return Ok(Keys::new());
+        };
+        auth(parts).await.map_err(|rejection| {
+            self.hub().counters.rejected(Reason::Auth);
+            UpgradeRejection::Auth(rejection)
+        })
+    }
+
     async fn upgrade(
         &self,
         mut parts: Parts,
@@ -300,15 +311,7 @@ impl Melody {
         if self.is_closed() {
             return Err(UpgradeRejection::Closed);
         }
-        if let Some(auth) = hub.handlers_full().auth.clone() {
-            match auth(&parts).await {
-                Ok(granted) => keys.extend(granted),
-                Err(rejection) => {
-                    hub.counters.rejected(Reason::Auth);
-                    return Err(UpgradeRejection::Auth(rejection));
-                }
-            }
-        }
+        keys.extend(self.authorize(&parts).await?);
         let Some(slot) = Slot::acquire(hub) else {
             hub.counters.rejected(Reason::MaxConnections);
             return Err(UpgradeRejection::TooManyConnections);

@@ -1,0 +1,324 @@
+//! Feature `sse`: Server-Sent Events subscribers and WebSocket sessions on the same topics.
+#![cfg(feature = "sse")]
+
+mod common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{Router, routing::get};
+use common::*;
+use melody::{
+    AuthRejection, Config, Keys, Melody, OverflowPolicy,
+    sse::{Event, TopicResolver},
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout,
+};
+
+/// A minimal SSE client: sends the request, checks the head, then decodes the chunked body.
+struct SseClient {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl SseClient {
+    async fn open(addr: SocketAddr, path: &str, headers: &str) -> Result<Self, (u16, String)> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n{headers}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut client = Self {
+            stream,
+            buffer: Vec::new(),
+            body: Vec::new(),
+        };
+        let head = timeout(WAIT, async {
+            loop {
+                if let Some(end) = client.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head: Vec<u8> = client.buffer.drain(..end + 4).collect();
+                    return String::from_utf8(head).unwrap();
+                }
+                client.fill().await;
+            }
+        })
+        .await
+        .expect("no response head");
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        if status != 200 {
+            return Err((status, head));
+        }
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{head}"
+        );
+        Ok(client)
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "server closed the stream");
+        self.buffer.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Moves complete chunks of the chunked body into `body`; `false` at the last chunk.
+    fn decode_chunks(&mut self) -> bool {
+        loop {
+            let Some(line_end) = self.buffer.windows(2).position(|w| w == b"\r\n") else {
+                return true;
+            };
+            let size = std::str::from_utf8(&self.buffer[..line_end]).unwrap();
+            let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+            if size == 0 {
+                return false;
+            }
+            if self.buffer.len() < line_end + 2 + size + 2 {
+                return true;
+            }
+            self.body
+                .extend_from_slice(&self.buffer[line_end + 2..line_end + 2 + size]);
+            self.buffer.drain(..line_end + 2 + size + 2);
+        }
+    }
+
+    /// The next SSE block (up to a blank line), comments included.
+    async fn next_block(&mut self) -> String {
+        timeout(WAIT, async {
+            loop {
+                if let Some(end) = self.body.windows(2).position(|w| w == b"\n\n") {
+                    let block: Vec<u8> = self.body.drain(..end + 2).collect();
+                    return String::from_utf8(block).unwrap();
+                }
+                let open = self.decode_chunks();
+                if self.body.windows(2).any(|w| w == b"\n\n") {
+                    continue;
+                }
+                assert!(open, "stream ended");
+                self.fill().await;
+            }
+        })
+        .await
+        .expect("no SSE block in time")
+    }
+
+    /// The next block that is not a keep-alive comment.
+    async fn next_event(&mut self) -> String {
+        loop {
+            let block = self.next_block().await;
+            if !block.starts_with(':') {
+                return block;
+            }
+        }
+    }
+
+    /// Reads until the server ends the stream (the last chunk, or the connection closing).
+    async fn until_end(&mut self) {
+        timeout(WAIT, async {
+            loop {
+                if !self.decode_chunks() {
+                    return;
+                }
+                let mut chunk = [0u8; 4096];
+                match self.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .expect("stream did not end");
+    }
+}
+
+async fn sse_app(melody: &Melody, resolver: TopicResolver) -> SocketAddr {
+    spawn_router(
+        Router::new()
+            .route("/events", get(melody.sse_handler(resolver.clone())))
+            .route(
+                "/devices/{id}/events",
+                get(melody.sse_handler(TopicResolver::path_segment(1))),
+            )
+            .route("/ws", get(melody.handler_with_topic(resolver))),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_event_reaches_sse_and_websocket_subscribers_of_the_topic() {
+    let melody = Melody::new();
+    let addr = sse_app(&melody, TopicResolver::header("x-device-id")).await;
+    let mut sse = SseClient::open(addr, "/events", "X-Device-Id: device-42\r\n")
+        .await
+        .unwrap();
+    let mut other = SseClient::open(addr, "/events", "X-Device-Id: device-7\r\n")
+        .await
+        .unwrap();
+    let mut ws = connect_with(addr, "/ws", &[("x-device-id", "device-42")]).await;
+    eventually(|| melody.topic_len("device-42") == 1 && melody.sse_subscribers("device-42") == 1)
+        .await;
+
+    let event = Event::new("{\"task\":\"cancelled\"}")
+        .event("task.cancelled")
+        .id("1");
+    assert_eq!(melody.publish_event("device-42", event).unwrap(), 2);
+    assert_eq!(
+        sse.next_event().await,
+        "event: task.cancelled\nid: 1\ndata: {\"task\":\"cancelled\"}\n\n"
+    );
+    assert_eq!(recv_text(&mut ws).await, "{\"task\":\"cancelled\"}");
+
+    // A plain publish of text reaches both as well, as a data-only event.
+    assert_eq!(melody.publish("device-42", "plain").unwrap(), 2);
+    assert_eq!(sse.next_event().await, "data: plain\n\n");
+    assert_eq!(recv_text(&mut ws).await, "plain");
+
+    // The other topic's subscriber saw nothing of it.
+    melody
+        .publish_event("device-7", Event::new("yours"))
+        .unwrap();
+    assert_eq!(other.next_event().await, "data: yours\n\n");
+}
+
+#[tokio::test]
+async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
+    let melody = Melody::new();
+    let custom = TopicResolver::custom(|req, last_event_id| {
+        let user = req.headers.get("x-user")?.to_str().ok()?;
+        Some(format!("{user}@{}", last_event_id.unwrap_or("start")))
+    });
+    let addr = spawn_router(
+        Router::new()
+            .route("/q", get(melody.sse_handler(TopicResolver::query("topic"))))
+            .route(
+                "/devices/{id}/events",
+                get(melody.sse_handler(TopicResolver::path_segment(1))),
+            )
+            .route("/c", get(melody.sse_handler(custom))),
+    )
+    .await;
+
+    let mut by_query = SseClient::open(addr, "/q?x=1&topic=news%20feed", "")
+        .await
+        .unwrap();
+    let mut by_path = SseClient::open(addr, "/devices/42/events", "")
+        .await
+        .unwrap();
+    let mut by_custom = SseClient::open(addr, "/c", "X-User: ada\r\nLast-Event-ID: 17\r\n")
+        .await
+        .unwrap();
+    eventually(|| {
+        melody.sse_subscribers("news feed") == 1
+            && melody.sse_subscribers("42") == 1
+            && melody.sse_subscribers("ada@17") == 1
+    })
+    .await;
+    melody.publish_event("news feed", Event::new("n")).unwrap();
+    melody.publish_event("42", Event::new("p")).unwrap();
+    melody.publish_event("ada@17", Event::new("c")).unwrap();
+    assert_eq!(by_query.next_event().await, "data: n\n\n");
+    assert_eq!(by_path.next_event().await, "data: p\n\n");
+    assert_eq!(by_custom.next_event().await, "data: c\n\n");
+
+    // No topic: 400, for SSE and for the topic-joining WebSocket handler alike.
+    let Err((status, _)) = SseClient::open(addr, "/q", "").await else {
+        panic!("a request naming no topic must be refused");
+    };
+    assert_eq!(status, 400);
+    let ws_addr = sse_app(&melody, TopicResolver::header("x-device-id")).await;
+    assert_eq!(http_request(ws_addr, &upgrade_request("")).await.0, 400);
+}
+
+#[tokio::test]
+async fn keep_alive_comments_flow_and_a_gone_client_is_removed() {
+    let melody = Melody::with_config(Config::default().sse_keep_alive(Duration::from_millis(20)));
+    let addr = sse_app(&melody, TopicResolver::query("topic")).await;
+    let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
+    assert_eq!(sse.next_block().await, ":\n\n");
+    assert_eq!(sse.next_block().await, ":\n\n");
+    assert_eq!(melody.stats().sse_subscribers, 1);
+
+    drop(sse);
+    eventually(|| melody.sse_subscribers("t") == 0).await;
+    assert_eq!(melody.stats().sse_subscribers, 0);
+    assert_eq!(melody.publish_event("t", Event::new("nobody")).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn slow_sse_subscribers_follow_the_overflow_policy() {
+    // Drop policy: events beyond the queue are dropped and counted, the stream stays.
+    let dropping = Melody::with_config(Config::default().message_buffer_size(1));
+    let addr = sse_app(&dropping, TopicResolver::query("topic")).await;
+    let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
+    eventually(|| dropping.sse_subscribers("t") == 1).await;
+    let queued: usize = (0..50)
+        .map(|i| {
+            dropping
+                .publish_event("t", Event::new(format!("{i}")))
+                .unwrap()
+        })
+        .sum();
+    assert!(queued < 50);
+    assert_eq!(dropping.stats().sse_dropped, 50 - queued as u64);
+    assert_eq!(sse.next_event().await, "data: 0\n\n");
+    assert_eq!(dropping.sse_subscribers("t"), 1);
+
+    // Close policy: the slow subscriber's stream ends after what was queued.
+    let closing = Melody::with_config(
+        Config::default()
+            .message_buffer_size(1)
+            .overflow(OverflowPolicy::CloseSession),
+    );
+    let addr = sse_app(&closing, TopicResolver::query("topic")).await;
+    let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
+    eventually(|| closing.sse_subscribers("t") == 1).await;
+    for i in 0..5 {
+        closing
+            .publish_event("t", Event::new(format!("{i}")))
+            .unwrap();
+    }
+    assert_eq!(closing.sse_subscribers("t"), 0);
+    assert_eq!(sse.next_event().await, "data: 0\n\n");
+    sse.until_end().await;
+}
+
+#[tokio::test]
+async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
+    let melody = Melody::new();
+    melody.handle_auth(|req| {
+        let ok = req.headers.contains_key("authorization");
+        async move {
+            if ok {
+                Ok(Keys::new())
+            } else {
+                Err(AuthRejection::unauthorized("who are you"))
+            }
+        }
+    });
+    let addr = sse_app(&melody, TopicResolver::query("topic")).await;
+    let Err((status, _)) = SseClient::open(addr, "/events?topic=t", "").await else {
+        panic!("an unauthenticated SSE request must be refused");
+    };
+    assert_eq!(status, 401);
+    let mut sse = SseClient::open(addr, "/events?topic=t", "Authorization: yes\r\n")
+        .await
+        .unwrap();
+    eventually(|| melody.sse_subscribers("t") == 1).await;
+    melody.publish_event("t", Event::new("one")).unwrap();
+    melody.publish("t", "two").unwrap();
+    assert_eq!(sse.next_event().await, "data: one\n\n");
+    assert_eq!(sse.next_event().await, "data: two\n\n");
+    let stats = melody.stats();
+    assert_eq!(stats.sse_events, 2);
+    assert_eq!(stats.rejections.auth, 1);
+    assert_eq!(
+        stats.connected, 0,
+        "SSE subscribers are not WebSocket sessions"
+    );
+
+    melody.close().unwrap();
+    assert!(melody.publish_event("t", Event::new("late")).is_err());
+}
