@@ -14,7 +14,7 @@ use http::request::Parts;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::{
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
 };
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
@@ -24,6 +24,7 @@ use crate::{
     CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
     handlers::{BoxFuture, Handlers, OnMessage},
     melody::Hub,
+    shutdown::TaskGuard,
     stats::Reason,
     upgrade::Slot,
 };
@@ -44,9 +45,11 @@ pub(crate) fn spawn(
     slot: Slot,
 ) {
     let span = tracing::debug_span!("melody_session", id = tracing::field::Empty);
+    let task_guard = TaskGuard::new(hub.clone());
     let task = async move {
-        // The slot is released when this task ends, however it ends.
+        // The slot and the task count are released when this task ends, however it ends.
         let _slot = slot;
+        let _task = task_guard;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {
@@ -83,6 +86,7 @@ struct Connection {
     ping: Interval,
     pong_deadline: Pin<Box<Sleep>>,
     rate_limit: Option<DefaultDirectRateLimiter>,
+    abort: watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -93,6 +97,7 @@ impl Connection {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let pong_deadline = Box::pin(sleep(config.pong_wait));
         let rate_limit = config.rate_limit_quota().map(RateLimiter::direct);
+        let abort = session.hub().abort.subscribe();
         Self {
             socket,
             session,
@@ -101,6 +106,7 @@ impl Connection {
             ping,
             pong_deadline,
             rate_limit,
+            abort,
         }
     }
 
@@ -167,6 +173,7 @@ impl Connection {
                 () = &mut self.pong_deadline => {
                     return self.failed(Error::PongTimeout(session.hub().config.pong_wait));
                 }
+                () = aborted(&mut self.abort) => return End::Drop,
             }
         }
     }
@@ -284,6 +291,7 @@ impl Connection {
                         return Some(self.failed(error));
                     }
                 }
+                () = aborted(&mut self.abort) => return Some(End::Drop),
             }
         }
     }
@@ -381,7 +389,7 @@ impl Connection {
     /// The closing handshake, bounded by the write wait.
     async fn close(&mut self, end: End) {
         let write_wait = self.session.hub().config.write_wait;
-        let (socket, queue) = (&mut self.socket, &mut self.queue);
+        let (socket, queue, abort) = (&mut self.socket, &mut self.queue, &mut self.abort);
         let closing = async move {
             if let End::Close(frame) = &end {
                 // Messages queued before the close go out first.
@@ -398,9 +406,22 @@ impl Connection {
             }
             Ok::<(), tokio_websockets::Error>(())
         };
-        if let Ok(Err(error)) = timeout(write_wait, closing).await {
-            tracing::trace!(session = %self.session.id(), %error, "closing handshake failed");
+        tokio::select! {
+            result = timeout(write_wait, closing) => {
+                if let Ok(Err(error)) = result {
+                    tracing::trace!(session = %self.session.id(), %error, "closing handshake failed");
+                }
+            }
+            () = aborted(abort) => {}
         }
+    }
+}
+
+/// Resolves when a shutdown's drain timeout has expired.
+async fn aborted(abort: &mut watch::Receiver<bool>) {
+    if abort.wait_for(|abort| *abort).await.is_err() {
+        // The hub owns the sender and outlives its sessions; never resolve without it.
+        std::future::pending::<()>().await;
     }
 }
 

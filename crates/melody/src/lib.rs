@@ -13,6 +13,7 @@ mod origin;
 mod registry;
 pub mod router;
 mod session;
+mod shutdown;
 #[cfg(feature = "sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;

@@ -56,6 +56,12 @@ pub(crate) struct Hub {
     close_frame: OnceLock<CloseFrame>,
     /// Connections counted against `Config::max_connections` (upgrading or live).
     pub(crate) slots: AtomicUsize,
+    /// Session tasks alive (upgrading, serving or closing), for `shutdown`.
+    pub(crate) tasks: AtomicUsize,
+    /// Woken when `tasks` drops to 0.
+    pub(crate) idle: tokio::sync::Notify,
+    /// Set when a shutdown's drain timeout expires: every session task stops at once.
+    pub(crate) abort: tokio::sync::watch::Sender<bool>,
 }
 
 impl Hub {
@@ -114,6 +120,9 @@ impl Melody {
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),
             slots: AtomicUsize::new(0),
+            tasks: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            abort: tokio::sync::watch::Sender::new(false),
         }))
     }
 

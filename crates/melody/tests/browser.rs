@@ -49,8 +49,25 @@ fn typed_rooms_direct_messages_and_auth() {
     run_browser_test("typed");
 }
 
+#[test]
+fn filewatch_pages_follow_file_edits() {
+    // A folder of its own: the example watches the file's parent folder.
+    let dir = env::temp_dir().join(format!("melody-filewatch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("cannot create a temporary folder");
+    let file = dir.join("watched.txt");
+    std::fs::write(&file, "initial content\n").expect("cannot write the watched file");
+    let path = file.to_str().expect("temporary path is UTF-8");
+    run_browser_test_with("filewatch", &[("FILE", path)], &[path]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `tests/browser/<example>.mjs` against the running `<example>` example.
 fn run_browser_test(example: &str) {
+    run_browser_test_with(example, &[], &[]);
+}
+
+/// As [`run_browser_test`], with extra environment for the example and extra script arguments.
+fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&str]) {
     let binary = example_binary(example);
     if let Some(reason) = missing_prerequisite() {
         assert!(
@@ -61,7 +78,7 @@ fn run_browser_test(example: &str) {
         return;
     }
 
-    let mut server = ExampleServer::start(&binary);
+    let mut server = ExampleServer::start(&binary, envs);
     let url = server.wait_for_url();
 
     let script = browser_dir().join(format!("{example}.mjs"));
@@ -69,6 +86,7 @@ fn run_browser_test(example: &str) {
         Command::new("node")
             .arg(&script)
             .arg(&url)
+            .args(extra_args)
             .current_dir(browser_dir()),
         SCRIPT_TIMEOUT,
     );
@@ -175,9 +193,10 @@ struct ExampleServer {
 
 impl ExampleServer {
     /// Starts `binary` on a free loopback port with its output captured.
-    fn start(binary: &Path) -> Self {
+    fn start(binary: &Path, envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary)
             .env("ADDR", "127.0.0.1:0")
+            .envs(envs.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
