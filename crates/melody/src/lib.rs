@@ -3,6 +3,7 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+pub mod channels;
 mod config;
 mod connection;
 mod error;
