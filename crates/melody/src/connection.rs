@@ -272,12 +272,22 @@ impl Connection {
         }
     }
 
-    /// Awaits an async handler while still writing queued messages and sending pings, so a
-    /// handler that waits for queue room on its own session cannot deadlock.
+    /// Awaits an async handler while still writing queued messages, sending pings, and watching
+    /// for close requests and the pong deadline, so a handler that waits on its own session
+    /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
     async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
         let mut future = AssertUnwindSafe(future).catch_unwind();
+        let session = self.session.clone();
         loop {
             tokio::select! {
+                // A close request or a dead peer ends the session now; the handler's future is
+                // dropped (cancelled) rather than awaited, as it may be waiting on this very
+                // session.
+                frame = session.close_requested() => return Some(End::Close(frame)),
+                () = &mut self.pong_deadline => {
+                    let pong_wait = session.hub().config.pong_wait;
+                    return Some(self.failed(Error::PongTimeout(pong_wait)));
+                }
                 result = &mut future => {
                     return result.err().map(|panic| self.panicked(handlers, panic));
                 }

@@ -177,6 +177,11 @@ impl Melody {
 
     /// Runs the async `f` on every text message, awaiting it before the next message is read.
     ///
+    /// # Cancel safety
+    ///
+    /// When the session is closed (by a close call, the hub, or a missed pong) while `f` is
+    /// still running, `f`'s future is dropped at its current await point.
+    ///
     /// ```
     /// # let melody = melody::Melody::new();
     /// melody.handle_message_async(|session, text| async move {

@@ -49,6 +49,13 @@ fn typed_rooms_direct_messages_and_auth() {
     run_browser_test("typed");
 }
 
+// `sse` is built only with the `sse` feature.
+#[cfg(feature = "sse")]
+#[test]
+fn sse_events_reach_the_page_from_websocket_and_http() {
+    run_browser_test("sse");
+}
+
 #[test]
 fn filewatch_pages_follow_file_edits() {
     // A folder of its own: the example watches the file's parent folder.

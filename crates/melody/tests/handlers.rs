@@ -261,3 +261,33 @@ async fn handlers_set_after_start_apply_to_live_sessions() {
     send_text(&mut client, "hi").await;
     assert_eq!(recv_text(&mut client).await, "late hi");
 }
+
+#[tokio::test]
+async fn closing_a_session_cancels_its_pending_async_handler() {
+    let melody = Melody::new();
+    let (events, mut log) = events();
+    let (on_message, on_disconnect) = (events.clone(), events.clone());
+    melody.handle_message_async(move |session, _| {
+        let events = on_message.clone();
+        async move {
+            events.push(format!("waiting {}", session.id()));
+            // Never completes on its own.
+            std::future::pending::<()>().await;
+        }
+    });
+    melody.handle_disconnect(move |_| on_disconnect.push("disconnect"));
+    let addr = spawn_app(&melody).await;
+
+    let mut client = connect(addr).await;
+    send_text(&mut client, "block").await;
+    let waiting = log.next().await;
+    let id: u64 = waiting.strip_prefix("waiting ").unwrap().parse().unwrap();
+    let session = melody
+        .sessions()
+        .into_iter()
+        .find(|s| s.id().as_u64() == id)
+        .unwrap();
+    session.close().unwrap();
+    assert_eq!(recv_close(&mut client).await.0, 1000);
+    assert_eq!(log.next().await, "disconnect");
+}
