@@ -3,6 +3,7 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+pub mod backplane;
 pub mod channels;
 mod config;
 mod connection;

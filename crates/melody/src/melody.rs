@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::{
     CloseCode, CloseFrame, Config, Error, Message, Session, Text,
+    backplane::{Backplane, NodeId, Target},
     handlers::{Handlers, OnMessage},
     registry::Registry,
     session::{EnqueueError, SessionId},
@@ -54,6 +55,10 @@ pub(crate) struct Hub {
     pub(crate) counters: Counters,
     closed: AtomicBool,
     close_frame: OnceLock<CloseFrame>,
+    /// This node's id in a cluster.
+    pub(crate) node: NodeId,
+    /// The transport to the other nodes, once set.
+    pub(crate) backplane: OnceLock<Arc<dyn Backplane>>,
     /// Connections counted against `Config::max_connections` (upgrading or live).
     pub(crate) slots: AtomicUsize,
     /// Session tasks alive (upgrading, serving or closing), for `shutdown`.
@@ -87,9 +92,13 @@ impl Hub {
     }
 
     pub(crate) fn next_id(&self) -> SessionId {
-        // One counter for the process, so ids stay unique across hubs.
+        // One counter for the process, so ids stay unique across hubs, under a random
+        // 24-bit process tag, so ids of different processes (cluster nodes) differ too.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        SessionId::new(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+        static TAG: OnceLock<u64> = OnceLock::new();
+        let tag = *TAG.get_or_init(|| crate::backplane::random_u64() >> 40);
+        let counter = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
+        SessionId::new((tag << 40) | counter)
     }
 }
 
@@ -119,6 +128,8 @@ impl Melody {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),
+            node: NodeId(crate::backplane::random_u64()),
+            backplane: OnceLock::new(),
             slots: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
@@ -265,7 +276,9 @@ impl Melody {
     /// the broadcast: it is reported to the error handler and the overflow policy applies.
     pub fn broadcast(&self, message: impl Into<Message>) -> Result<usize, Error> {
         let message = message.into();
-        self.fan_out(&message, |queue| self.hub.registry.for_each(queue))
+        let queued = self.fan_out(&message, |queue| self.hub.registry.for_each(queue))?;
+        self.publish_remote(Target::All, &message);
+        Ok(queued)
     }
 
     /// Sends a binary message to every session (Go melody's `BroadcastBinary`).
@@ -321,13 +334,15 @@ impl Melody {
     ) -> Result<usize, Error> {
         let message = message.into();
         let except = except.id();
-        self.fan_out(&message, |queue| {
+        let queued = self.fan_out(&message, |queue| {
             self.hub.registry.for_each(|s| {
                 if s.id() != except {
                     queue(s);
                 }
             })
-        })
+        })?;
+        self.publish_remote(Target::AllExcept(except), &message);
+        Ok(queued)
     }
 
     /// Sends a binary message to every session but `except`.
@@ -420,16 +435,28 @@ impl Melody {
         self.hub.registry.get(id)
     }
 
-    /// Sends a message to the session with this id (a direct message).
+    /// Sends a message to the session with this id (a direct message), on this node or, with a
+    /// backplane, on whichever node it is connected to.
     ///
     /// # Errors
     ///
-    /// [`Error::SessionNotFound`] when no such session is connected; otherwise as
-    /// [`Session::write`].
+    /// [`Error::SessionNotFound`] when no such session is connected here and there is no
+    /// backplane (with one, a session on another node is reached best-effort and an unknown id
+    /// is not reported); otherwise as [`Session::write`].
     pub fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), Error> {
-        self.session(id)
-            .ok_or(Error::SessionNotFound(id))?
-            .write(message)
+        if let Some(session) = self.session(id) {
+            return session.write(message);
+        }
+        if self.hub.backplane.get().is_none() {
+            return Err(Error::SessionNotFound(id));
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        // Not here: the node that has it delivers it; a session connected nowhere is not
+        // reported back.
+        self.publish_remote(Target::Session(id), &message.into());
+        Ok(())
     }
 
     /// Closes the hub: every session gets 1001 Going Away, new upgrades get 503, broadcasts fail

@@ -297,17 +297,22 @@ fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
     envelope.from = Some(sender.id().to_string());
     envelope.target = Some(target.clone());
     // Only the id's exact decimal form names it: no sign, no leading zeros.
-    let recipient = target
+    let id = target
         .parse::<u64>()
         .ok()
         .filter(|id| id.to_string() == target)
-        .and_then(|id| sender.melody().session(SessionId::new(id)));
-    let delivered = match recipient {
+        .map(SessionId::new);
+    let melody = sender.melody();
+    let delivered = match id.map(|id| (id, melody.session(id))) {
         // A full queue is reported by the write itself; only a closed target counts as gone.
-        Some(recipient) => !matches!(
+        Some((_, Some(recipient))) => !matches!(
             recipient.write(envelope.to_message()),
             Err(Error::WriteClosed)
         ),
+        // Not on this node: with a backplane, the node that has it delivers it.
+        Some((id, None)) => {
+            melody.has_backplane() && melody.send_to(id, envelope.to_message()).is_ok()
+        }
         None => false,
     };
     if !delivered {

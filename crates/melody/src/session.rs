@@ -36,6 +36,13 @@ impl SessionId {
     }
 }
 
+impl From<u64> for SessionId {
+    /// An id as it travels (in an envelope's `target`, between nodes).
+    fn from(id: u64) -> Self {
+        Self(id)
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

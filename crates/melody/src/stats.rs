@@ -46,6 +46,10 @@ pub(crate) struct Counters {
     sse_subscribers: AtomicU64,
     sse_events: AtomicU64,
     sse_dropped: AtomicU64,
+    backplane_sent: AtomicU64,
+    backplane_received: AtomicU64,
+    backplane_errors: AtomicU64,
+    backplane_reconnects: AtomicU64,
 }
 
 impl Counters {
@@ -124,6 +128,30 @@ impl Counters {
         metrics::counter!("melody_sse_events_dropped_total").increment(1);
     }
 
+    pub(crate) fn backplane_sent(&self) {
+        self.backplane_sent.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_backplane_sent_total").increment(1);
+    }
+
+    pub(crate) fn backplane_received(&self) {
+        self.backplane_received.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_backplane_received_total").increment(1);
+    }
+
+    pub(crate) fn backplane_error(&self) {
+        self.backplane_errors.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_backplane_errors_total").increment(1);
+    }
+
+    pub(crate) fn backplane_reconnected(&self) {
+        self.backplane_reconnects.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("melody_backplane_reconnects_total").increment(1);
+    }
+
     fn rejections(&self, reason: Reason) -> u64 {
         self.rejected[reason as usize].load(Relaxed)
     }
@@ -145,6 +173,10 @@ impl Counters {
 /// | `melody_bytes_sent_total` | counter | payload bytes written and flushed |
 /// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
 /// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
+/// | `melody_backplane_sent_total` | counter | deliveries published to the backplane |
+/// | `melody_backplane_received_total` | counter | deliveries received from other nodes |
+/// | `melody_backplane_errors_total` | counter | backplane failures |
+/// | `melody_backplane_reconnects_total` | counter | backplane reconnections |
 /// | `melody_sse_subscribers` | gauge | SSE subscribers connected |
 /// | `melody_sse_events_total` | counter | SSE events queued to subscribers |
 /// | `melody_sse_events_dropped_total` | counter | SSE events dropped on a full queue |
@@ -174,6 +206,14 @@ pub struct Stats {
     pub sse_events: u64,
     /// SSE events dropped because a subscriber's queue was full (feature `sse`).
     pub sse_dropped: u64,
+    /// Deliveries published to the backplane.
+    pub backplane_sent: u64,
+    /// Deliveries received from other nodes.
+    pub backplane_received: u64,
+    /// Backplane failures: publishes that failed, lost connections, undecodable deliveries.
+    pub backplane_errors: u64,
+    /// Times the backplane reconnected to its broker.
+    pub backplane_reconnects: u64,
 }
 
 /// Refusals by reason: upgrades refused (origin, auth, max connections) and sessions closed for
@@ -230,6 +270,10 @@ impl Melody {
             sse_subscribers: read(&counters.sse_subscribers),
             sse_events: read(&counters.sse_events),
             sse_dropped: read(&counters.sse_dropped),
+            backplane_sent: read(&counters.backplane_sent),
+            backplane_received: read(&counters.backplane_received),
+            backplane_errors: read(&counters.backplane_errors),
+            backplane_reconnects: read(&counters.backplane_reconnects),
         }
     }
 }

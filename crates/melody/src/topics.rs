@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::{Error, Melody, Message, Session, SessionId};
+use crate::{Error, Melody, Message, Session, SessionId, backplane::Target};
 
 /// Something that can be in a topic: a WebSocket session or an SSE subscriber.
 pub(crate) trait Member: Clone {
@@ -114,8 +114,8 @@ impl<M: Member> Topics<M> {
 
 impl Melody {
     /// Sends a message to every session in `topic`, and a text message also to the topic's SSE
-    /// subscribers (feature `sse`). Returns how many it was queued for (0 for a topic nobody is
-    /// in).
+    /// subscribers (feature `sse`), on this node and, with a backplane, on every node. Returns
+    /// how many it was queued for on this node (0 for a topic nobody is in here).
     ///
     /// The message is encoded once and its bytes shared; the members are a snapshot taken at the
     /// call, and no lock is held while queuing to them.
@@ -131,9 +131,26 @@ impl Melody {
     /// [`Error::Closed`] when the hub is closed.
     pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<usize, Error> {
         let message = message.into();
+        let queued = self.publish_local(topic, &message, None)?;
+        self.publish_remote(Target::Topic(topic.to_owned()), &message);
+        Ok(queued)
+    }
+
+    /// Publishes to this node's members of `topic` (and SSE subscribers), but `except`.
+    pub(crate) fn publish_local(
+        &self,
+        topic: &str,
+        message: &Message,
+        except: Option<SessionId>,
+    ) -> Result<usize, Error> {
         let members = self.hub().topics.members(topic);
-        let sessions = self.fan_out(&message, |queue| members.iter().for_each(queue))?;
-        Ok(sessions + self.publish_to_sse(topic, &message)?)
+        let sessions = self.fan_out(message, |queue| {
+            members
+                .iter()
+                .filter(|s| Some(s.id()) != except)
+                .for_each(queue);
+        })?;
+        Ok(sessions + self.publish_to_sse(topic, message)?)
     }
 
     /// Text published to a topic also reaches its SSE subscribers, as an event of that data.
@@ -172,12 +189,9 @@ impl Melody {
         except: &Session,
     ) -> Result<usize, Error> {
         let message = message.into();
-        let members = self.hub().topics.members(topic);
-        let except = except.id();
-        let sessions = self.fan_out(&message, |queue| {
-            members.iter().filter(|s| s.id() != except).for_each(queue)
-        })?;
-        Ok(sessions + self.publish_to_sse(topic, &message)?)
+        let queued = self.publish_local(topic, &message, Some(except.id()))?;
+        self.publish_remote(Target::TopicExcept(topic.to_owned(), except.id()), &message);
+        Ok(queued)
     }
 
     /// The sessions in `topic` right now.
