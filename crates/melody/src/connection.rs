@@ -4,7 +4,8 @@
 //! This and `upgrade.rs` are the only files that know the transport (tokio-websockets).
 
 use std::{
-    any::Any, future::Future, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
+    any::Any,
+    collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
 };
 
 use bytes::Bytes;
@@ -14,7 +15,6 @@ use http::request::Parts;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::{
-    sync::{mpsc, watch},
     time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
 };
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
@@ -24,6 +24,7 @@ use crate::{
     CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
     handlers::{BoxFuture, Handlers, OnMessage},
     melody::Hub,
+    queue::Wake,
     shutdown::TaskGuard,
     stats::Reason,
     upgrade::Slot,
@@ -32,8 +33,8 @@ use crate::{
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
 type Transport = tokio_websockets::Message;
 
-/// How many queued messages are written before one flush.
-const WRITE_BATCH: usize = 64;
+/// Capacity of the write batch kept between bursts; a bigger one is freed after its burst.
+const SPARE_BATCH: usize = 64;
 
 /// Starts the session task for a request that is being upgraded.
 pub(crate) fn spawn(
@@ -61,9 +62,9 @@ pub(crate) fn spawn(
         let socket = ServerBuilder::new()
             .limits(limits)
             .serve(TokioIo::new(upgraded));
-        let (session, queue) = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
+        let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
         tracing::Span::current().record("id", session.id().as_u64());
-        Connection::new(socket, session, queue).run().await;
+        Connection::new(socket, session).run().await;
     };
     tokio::spawn(task.instrument(span));
 }
@@ -81,32 +82,28 @@ enum End {
 struct Connection {
     socket: Socket,
     session: Session,
-    queue: mpsc::Receiver<Message>,
-    batch: Vec<Message>,
+    /// Messages taken from the outbox, being written.
+    batch: VecDeque<Message>,
     ping: Interval,
     pong_deadline: Pin<Box<Sleep>>,
     rate_limit: Option<DefaultDirectRateLimiter>,
-    abort: watch::Receiver<bool>,
 }
 
 impl Connection {
-    fn new(socket: Socket, session: Session, queue: mpsc::Receiver<Message>) -> Self {
+    fn new(socket: Socket, session: Session) -> Self {
         let config = &session.hub().config;
         let period = config.effective_ping_period();
         let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let pong_deadline = Box::pin(sleep(config.pong_wait));
         let rate_limit = config.rate_limit_quota().map(RateLimiter::direct);
-        let abort = session.hub().abort.subscribe();
         Self {
             socket,
             session,
-            queue,
-            batch: Vec::new(),
+            batch: VecDeque::new(),
             ping,
             pong_deadline,
             rate_limit,
-            abort,
         }
     }
 
@@ -144,10 +141,9 @@ impl Connection {
         let session = self.session.clone();
         loop {
             tokio::select! {
-                frame = session.close_requested() => return End::Close(frame),
-                _ = self.queue.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if let Err(error) = self.write_batch().await {
-                        return self.failed(error);
+                wake = session.outbox().wait(&mut self.batch) => {
+                    if let Some(end) = self.woken(wake).await {
+                        return end;
                     }
                 }
                 next = self.socket.next() => {
@@ -161,8 +157,10 @@ impl Connection {
                     }
                     // What the handler queued in answer goes out before the next frame is read,
                     // so replies keep their place relative to a later protocol failure.
-                    if let Err(error) = self.write_ready().await {
-                        return self.failed(error);
+                    if let Some(wake) = session.outbox().take(&mut self.batch) {
+                        if let Some(end) = self.woken(wake).await {
+                            return end;
+                        }
                     }
                 }
                 _ = self.ping.tick() => {
@@ -173,8 +171,16 @@ impl Connection {
                 () = &mut self.pong_deadline => {
                     return self.failed(Error::PongTimeout(session.hub().config.pong_wait));
                 }
-                () = aborted(&mut self.abort) => return End::Drop,
             }
+        }
+    }
+
+    /// Acts on what the outbox woke the task for; `Some` ends the session.
+    async fn woken(&mut self, wake: Wake) -> Option<End> {
+        match wake {
+            Wake::Messages => self.write_batch().await.err().map(|error| self.failed(error)),
+            Wake::Close(frame) => Some(End::Close(frame)),
+            Wake::Abort => Some(End::Drop),
         }
     }
 
@@ -280,44 +286,28 @@ impl Connection {
         let session = self.session.clone();
         loop {
             tokio::select! {
-                // A close request or a dead peer ends the session now; the handler's future is
-                // dropped (cancelled) rather than awaited, as it may be waiting on this very
-                // session.
-                frame = session.close_requested() => return Some(End::Close(frame)),
-                () = &mut self.pong_deadline => {
-                    let pong_wait = session.hub().config.pong_wait;
-                    return Some(self.failed(Error::PongTimeout(pong_wait)));
-                }
                 result = &mut future => {
                     return result.err().map(|panic| self.panicked(handlers, panic));
                 }
-                _ = self.queue.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if let Err(error) = self.write_batch().await {
-                        return Some(self.failed(error));
+                // A close request or a dead peer ends the session now; the handler's future is
+                // dropped (cancelled) rather than awaited, as it may be waiting on this very
+                // session.
+                wake = session.outbox().wait(&mut self.batch) => {
+                    if let Some(end) = self.woken(wake).await {
+                        return Some(end);
                     }
+                }
+                () = &mut self.pong_deadline => {
+                    let pong_wait = session.hub().config.pong_wait;
+                    return Some(self.failed(Error::PongTimeout(pong_wait)));
                 }
                 _ = self.ping.tick() => {
                     if let Err(error) = self.send_ping().await {
                         return Some(self.failed(error));
                     }
                 }
-                () = aborted(&mut self.abort) => return Some(End::Drop),
             }
         }
-    }
-
-    /// Writes whatever is already queued, without waiting for more.
-    async fn write_ready(&mut self) -> Result<(), Error> {
-        while self.batch.len() < WRITE_BATCH {
-            match self.queue.try_recv() {
-                Ok(message) => self.batch.push(message),
-                Err(_) => break,
-            }
-        }
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.write_batch().await
     }
 
     /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
@@ -354,6 +344,10 @@ impl Connection {
             }
         }
         self.batch.clear();
+        // A burst can grow the batch; an idle session should not keep that memory.
+        if self.batch.capacity() > SPARE_BATCH {
+            self.batch = VecDeque::new();
+        }
         Ok(())
     }
 
@@ -396,15 +390,16 @@ impl Connection {
         ))
     }
 
-    /// The closing handshake, bounded by the write wait.
+    /// The closing handshake, bounded by the write wait (or cut short by a shutdown's abort).
     async fn close(&mut self, end: End) {
         let write_wait = self.session.hub().config.write_wait;
-        let (socket, queue, abort) = (&mut self.socket, &mut self.queue, &mut self.abort);
+        let outbox_session = self.session.clone();
+        let (socket, batch) = (&mut self.socket, &mut self.batch);
         let closing = async move {
             if let End::Close(frame) = &end {
                 // Messages queued before the close go out first.
-                queue.close();
-                while let Ok(message) = queue.try_recv() {
+                batch.extend(outbox_session.outbox().drain());
+                for message in batch.drain(..) {
                     socket.feed(to_transport(&message)).await?;
                 }
                 // Refused when the transport already queued a close of its own.
@@ -416,22 +411,26 @@ impl Connection {
             }
             Ok::<(), tokio_websockets::Error>(())
         };
+        let session = self.session.clone();
         tokio::select! {
             result = timeout(write_wait, closing) => {
                 if let Ok(Err(error)) = result {
-                    tracing::trace!(session = %self.session.id(), %error, "closing handshake failed");
+                    tracing::trace!(session = %session.id(), %error, "closing handshake failed");
                 }
             }
-            () = aborted(abort) => {}
+            () = aborted(&session) => {}
         }
     }
 }
 
 /// Resolves when a shutdown's drain timeout has expired.
-async fn aborted(abort: &mut watch::Receiver<bool>) {
-    if abort.wait_for(|abort| *abort).await.is_err() {
-        // The hub owns the sender and outlives its sessions; never resolve without it.
-        std::future::pending::<()>().await;
+async fn aborted(session: &Session) {
+    let mut ignored = VecDeque::new();
+    loop {
+        // The outbox is sealed by now, so only an abort (or a stray close) wakes it.
+        if let Wake::Abort = session.outbox().wait(&mut ignored).await {
+            return;
+        }
     }
 }
 
@@ -443,6 +442,10 @@ impl Registered {
     fn new(session: Session) -> Self {
         session.hub().registry.insert(session.clone());
         session.hub().counters.connected();
+        if session.hub().aborting.load(std::sync::atomic::Ordering::Acquire) {
+            // A shutdown's drain has already expired.
+            session.outbox().abort();
+        }
         Self(session)
     }
 }

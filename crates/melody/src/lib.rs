@@ -12,6 +12,7 @@ mod handlers;
 mod melody;
 mod message;
 mod origin;
+mod queue;
 mod registry;
 pub mod router;
 mod session;

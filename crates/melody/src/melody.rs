@@ -17,7 +17,8 @@ use crate::{
     backplane::{Backplane, NodeId, Target},
     handlers::{Handlers, OnMessage},
     registry::Registry,
-    session::{EnqueueError, SessionId},
+    queue::PushError,
+    session::SessionId,
     stats::Counters,
     topics::Topics,
 };
@@ -66,7 +67,7 @@ pub(crate) struct Hub {
     /// Woken when `tasks` drops to 0.
     pub(crate) idle: tokio::sync::Notify,
     /// Set when a shutdown's drain timeout expires: every session task stops at once.
-    pub(crate) abort: tokio::sync::watch::Sender<bool>,
+    pub(crate) aborting: AtomicBool,
 }
 
 impl Hub {
@@ -133,7 +134,7 @@ impl Melody {
             slots: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
-            abort: tokio::sync::watch::Sender::new(false),
+            aborting: AtomicBool::new(false),
         }))
     }
 
@@ -401,8 +402,8 @@ impl Melody {
         select(
             &mut |session: &Session| match session.enqueue(message.clone()) {
                 Ok(()) => queued += 1,
-                Err(EnqueueError::Full) => full.push(session.clone()),
-                Err(EnqueueError::Closed) => {}
+                Err(PushError::Full) => full.push(session.clone()),
+                Err(PushError::Closed) => {}
             },
         );
         for session in full {

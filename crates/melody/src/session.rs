@@ -16,9 +16,12 @@ use std::{
 
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Method, Uri, request::Parts};
-use tokio::sync::{Notify, mpsc};
 
-use crate::{CloseCode, CloseFrame, Error, Melody, Message, OverflowPolicy, melody::Hub};
+use crate::{
+    CloseCode, CloseFrame, Error, Melody, Message, OverflowPolicy,
+    melody::Hub,
+    queue::{Outbox, PushError},
+};
 
 /// A session's identifier: unique among the sessions of a process, never reused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -133,22 +136,14 @@ pub struct Session {
 struct Inner {
     id: SessionId,
     hub: Arc<Hub>,
-    tx: mpsc::Sender<Message>,
+    outbox: Outbox,
     closed: AtomicBool,
-    close_request: Mutex<Option<CloseFrame>>,
-    wake: Notify,
     request: Parts,
     remote_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
     keys: Mutex<HashMap<String, Value>>,
     extensions: Mutex<Extensions>,
     topics: Mutex<Vec<Arc<str>>>,
-}
-
-/// Why a message could not be queued.
-pub(crate) enum EnqueueError {
-    Full,
-    Closed,
 }
 
 impl Session {
@@ -158,15 +153,12 @@ impl Session {
         request: Parts,
         keys: Keys,
         addrs: (Option<SocketAddr>, Option<SocketAddr>),
-    ) -> (Self, mpsc::Receiver<Message>) {
-        let (tx, rx) = mpsc::channel(hub.config.queue_capacity());
+    ) -> Self {
         let inner = Inner {
             id,
+            outbox: Outbox::new(hub.config.queue_capacity()),
             hub,
-            tx,
             closed: AtomicBool::new(false),
-            close_request: Mutex::new(None),
-            wake: Notify::new(),
             request,
             remote_addr: addrs.0,
             local_addr: addrs.1,
@@ -174,12 +166,13 @@ impl Session {
             extensions: Mutex::new(Extensions::new()),
             topics: Mutex::new(Vec::new()),
         };
-        (
-            Self {
-                inner: Arc::new(inner),
-            },
-            rx,
-        )
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
     }
 
     /// The session's id, unique in this process.
@@ -208,8 +201,8 @@ impl Session {
     pub fn write(&self, message: impl Into<Message>) -> Result<(), Error> {
         match self.enqueue(message.into()) {
             Ok(()) => Ok(()),
-            Err(EnqueueError::Closed) => Err(Error::WriteClosed),
-            Err(EnqueueError::Full) => {
+            Err(PushError::Closed) => Err(Error::WriteClosed),
+            Err(PushError::Full) => {
                 self.overflowed();
                 Err(Error::MessageBufferFull)
             }
@@ -239,8 +232,8 @@ impl Session {
             return Err(Error::WriteClosed);
         }
         self.inner
-            .tx
-            .send(message.into())
+            .outbox
+            .push_wait(message.into())
             .await
             .map_err(|_| Error::WriteClosed)
     }
@@ -298,9 +291,7 @@ impl Session {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return false;
         }
-        *lock(&self.inner.close_request) = Some(frame);
-        self.inner.wake.notify_one();
-        true
+        self.inner.outbox.close(frame)
     }
 
     /// Whether the session is closed or closing: writes fail from then on.
@@ -479,14 +470,11 @@ impl Session {
     }
 
     /// Queues without waiting and without side effects.
-    pub(crate) fn enqueue(&self, message: Message) -> Result<(), EnqueueError> {
+    pub(crate) fn enqueue(&self, message: Message) -> Result<(), PushError> {
         if self.is_closed() {
-            return Err(EnqueueError::Closed);
+            return Err(PushError::Closed);
         }
-        self.inner.tx.try_send(message).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EnqueueError::Full,
-            mpsc::error::TrySendError::Closed(_) => EnqueueError::Closed,
-        })
+        self.inner.outbox.push(message)
     }
 
     /// Applies the overflow policy after a message was dropped on a full queue.
@@ -502,19 +490,10 @@ impl Session {
         }
     }
 
-    /// Marks the session closed once its connection has ended.
+    /// Marks the session closed once its connection is ending: writes fail from now on.
     pub(crate) fn mark_closed(&self) {
         self.inner.closed.store(true, Ordering::Release);
-    }
-
-    /// Waits until a close is requested, then takes the frame.
-    pub(crate) async fn close_requested(&self) -> CloseFrame {
-        loop {
-            if let Some(frame) = lock(&self.inner.close_request).take() {
-                return frame;
-            }
-            self.inner.wake.notified().await;
-        }
+        self.inner.outbox.seal();
     }
 }
 

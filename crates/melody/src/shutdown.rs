@@ -48,7 +48,9 @@ impl Melody {
         }
         let remaining = hub.tasks.load(Ordering::Acquire);
         tracing::debug!(remaining, "drain timeout: dropping the sessions left");
-        hub.abort.send_replace(true);
+        // Sessions that register from now on abort themselves (see `Registered::new`).
+        hub.aborting.store(true, Ordering::Release);
+        hub.registry.for_each(|session| session.outbox().abort());
         wait_idle(hub).await;
         remaining
     }
