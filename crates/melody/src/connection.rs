@@ -12,8 +12,7 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
-use hyper::upgrade::{OnUpgrade, Upgraded};
-use hyper_util::rt::TokioIo;
+use hyper::upgrade::OnUpgrade;
 use tokio::{
     time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
 };
@@ -23,6 +22,7 @@ use tracing::Instrument;
 use crate::{
     CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
     handlers::{BoxFuture, Handlers, OnMessage},
+    io::Io,
     melody::Hub,
     queue::Wake,
     shutdown::TaskGuard,
@@ -30,7 +30,7 @@ use crate::{
     upgrade::Slot,
 };
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = WebSocketStream<Io>;
 type Transport = tokio_websockets::Message;
 
 /// Capacity of the write batch kept between bursts; a bigger one is freed after its burst.
@@ -61,7 +61,7 @@ pub(crate) fn spawn(
         let limits = Limits::default().max_payload_len(Some(hub.config.max_message_size));
         let socket = ServerBuilder::new()
             .limits(limits)
-            .serve(TokioIo::new(upgraded));
+            .serve(Io::new(upgraded));
         let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
         tracing::Span::current().record("id", session.id().as_u64());
         Connection::new(socket, session).run().await;

@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod error;
 mod handlers;
+mod io;
 mod melody;
 mod message;
 mod origin;

@@ -324,7 +324,7 @@ impl Melody {
             remote_addr(&parts),
             parts.extensions.get::<LocalAddr>().map(|a| a.0),
         );
-        connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
+        connection::spawn(hub.clone(), on_upgrade, compact(parts), keys, addrs, slot);
 
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -334,6 +334,24 @@ impl Melody {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         Ok(response)
     }
+}
+
+/// The request head with its own copies of the URI and headers.
+///
+/// hyper parses them as slices of its connection read buffer; a session that kept those would
+/// keep the whole buffer (kilobytes) alive for its lifetime. Measured with `melody-bench idle`.
+fn compact(mut parts: Parts) -> Parts {
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let name = header::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        headers.append(name, value);
+    }
+    parts.headers = headers;
+    if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    parts
 }
 
 /// Checks method and handshake headers; returns the `Sec-WebSocket-Accept` value.
