@@ -1,9 +1,8 @@
 //! The byte stream under a session: the TCP stream itself when the server is hyper over TCP
 //! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream.
 //!
-//! Taking the TCP stream back from hyper (`Upgraded::downcast`) drops hyper's connection
-//! buffers and two layers of dynamic dispatch from every read and write; measured with
-//! `melody-bench idle`, see docs/BENCHMARKS.md.
+//! Taking the TCP stream back from hyper (`Upgraded::downcast`) removes two layers of dynamic
+//! dispatch from every read and write and lets the session turn Nagle's algorithm off.
 
 use std::{
     io::{self, IoSlice},
@@ -34,13 +33,13 @@ impl Io {
     pub(crate) fn new(upgraded: Upgraded) -> Self {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Self {
+                inner: Inner::Tcp(without_nagle(parts.io.into_inner())),
                 // Even empty, hyper's leftover slice would keep its whole read buffer alive.
                 prefix: if parts.read_buf.is_empty() {
                     Bytes::new()
                 } else {
                     Bytes::copy_from_slice(&parts.read_buf)
                 },
-                inner: Inner::Tcp(parts.io.into_inner()),
             },
             Err(upgraded) => Self {
                 prefix: Bytes::new(),
@@ -48,6 +47,15 @@ impl Io {
             },
         }
     }
+}
+
+/// Sessions batch their own writes (many messages, one flush), so Nagle's algorithm would only
+/// hold each batch back until the previous one is acknowledged: latency without any saving.
+fn without_nagle(stream: TcpStream) -> TcpStream {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    stream
 }
 
 impl AsyncRead for Io {
