@@ -327,12 +327,23 @@ impl Inbox {
             .unwrap_or(0))
     }
 
-    /// Records a backplane failure (a lost connection, a publish that failed).
-    pub fn report_error(&self, error: &dyn std::error::Error) {
+    /// Records a backplane failure (a lost connection, a publish that failed): it is counted in
+    /// [`Stats::backplane_errors`](crate::Stats), logged, and passed to the hub's
+    /// [`Melody::handle_backplane_error`] handler.
+    pub fn report_error(&self, error: &(dyn std::error::Error + 'static)) {
         if let Some(hub) = self.hub.upgrade() {
             hub.counters.backplane_error();
+            if let Some(handler) = &hub.handlers().backplane_error {
+                handler(error);
+            }
         }
         tracing::warn!(node = %self.node, %error, "backplane error");
+    }
+
+    /// Whether the hub this inbox feeds still exists; a backend can stop its tasks when not.
+    #[must_use]
+    pub fn is_attached(&self) -> bool {
+        self.hub.strong_count() > 0
     }
 
     /// Records that the backend reconnected to its broker.
@@ -399,6 +410,21 @@ impl Melody {
             node: hub.node,
         });
         self
+    }
+
+    /// Runs `f` on every backplane failure: a publish that did not reach the broker (its message
+    /// is lost for the other nodes), a lost broker connection, an undecodable delivery.
+    ///
+    /// ```
+    /// let melody = melody::Melody::new();
+    /// melody.handle_backplane_error(|error| eprintln!("backplane: {error}"));
+    /// ```
+    pub fn handle_backplane_error(
+        &self,
+        f: impl Fn(&(dyn std::error::Error + 'static)) + Send + Sync + 'static,
+    ) -> &Self {
+        let f: crate::handlers::BackplaneErrorFn = Arc::new(f);
+        self.set_handler(|h| h.backplane_error = Some(f.clone()))
     }
 
     /// Whether a backplane is set.

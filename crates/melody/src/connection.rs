@@ -4,8 +4,8 @@
 //! This and `upgrade.rs` are the only files that know the transport (tokio-websockets).
 
 use std::{
-    any::Any,
-    collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
+    any::Any, collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe,
+    pin::Pin, sync::Arc,
 };
 
 use bytes::Bytes;
@@ -13,9 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
-use tokio::{
-    time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout},
-};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout};
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
 use tracing::Instrument;
 
@@ -59,9 +57,7 @@ pub(crate) fn spawn(
             }
         };
         let limits = Limits::default().max_payload_len(Some(hub.config.max_message_size));
-        let socket = ServerBuilder::new()
-            .limits(limits)
-            .serve(Io::new(upgraded));
+        let socket = ServerBuilder::new().limits(limits).serve(Io::new(upgraded));
         let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
         tracing::Span::current().record("id", session.id().as_u64());
         Connection::new(socket, session).run().await;
@@ -178,7 +174,11 @@ impl Connection {
     /// Acts on what the outbox woke the task for; `Some` ends the session.
     async fn woken(&mut self, wake: Wake) -> Option<End> {
         match wake {
-            Wake::Messages => self.write_batch().await.err().map(|error| self.failed(error)),
+            Wake::Messages => self
+                .write_batch()
+                .await
+                .err()
+                .map(|error| self.failed(error)),
             Wake::Close(frame) => Some(End::Close(frame)),
             Wake::Abort => Some(End::Drop),
         }
@@ -442,7 +442,11 @@ impl Registered {
     fn new(session: Session) -> Self {
         session.hub().registry.insert(session.clone());
         session.hub().counters.connected();
-        if session.hub().aborting.load(std::sync::atomic::Ordering::Acquire) {
+        if session
+            .hub()
+            .aborting
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             // A shutdown's drain has already expired.
             session.outbox().abort();
         }

@@ -17,6 +17,7 @@ pub(crate) type ErrorFn = Arc<dyn Fn(&Session, &Error) + Send + Sync>;
 pub(crate) type CloseFn = Arc<dyn Fn(&Session, &CloseFrame) + Send + Sync>;
 pub(crate) type SentFn = Arc<dyn Fn(&Session, &Message) + Send + Sync>;
 pub(crate) type AuthFuture = Pin<Box<dyn Future<Output = Result<Keys, AuthRejection>> + Send>>;
+pub(crate) type BackplaneErrorFn = Arc<dyn Fn(&(dyn std::error::Error + 'static)) + Send + Sync>;
 pub(crate) type AuthFn = Arc<dyn Fn(&Parts) -> AuthFuture + Send + Sync>;
 
 pub(crate) type SyncMessageFn<T> = Arc<dyn Fn(&Session, T) + Send + Sync>;
@@ -65,6 +66,7 @@ pub(crate) struct Handlers {
     pub(crate) pong: Option<SessionFn>,
     pub(crate) auth: Option<AuthFn>,
     pub(crate) router: Option<Arc<Router>>,
+    pub(crate) backplane_error: Option<BackplaneErrorFn>,
 }
 
 impl Handlers {
@@ -95,6 +97,7 @@ impl fmt::Debug for Handlers {
             .field("pong", &self.pong.is_some())
             .field("auth", &self.auth.is_some())
             .field("router", &self.router.is_some())
+            .field("backplane_error", &self.backplane_error.is_some())
             .finish()
     }
 }

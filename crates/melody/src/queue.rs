@@ -68,7 +68,9 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Never held across user code or a panic point.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a message without waiting.

@@ -343,7 +343,8 @@ impl Melody {
 fn compact(mut parts: Parts) -> Parts {
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
-        let name = header::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+        let name = header::HeaderName::from_bytes(name.as_str().as_bytes())
+            .unwrap_or_else(|_| name.clone());
         let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
         headers.append(name, value);
     }

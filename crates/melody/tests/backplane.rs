@@ -147,3 +147,41 @@ async fn presence_counts_sessions_and_topic_members_across_nodes() {
         *snapshot
     );
 }
+
+/// A backplane whose broker is always down: every publish is reported as an error.
+#[derive(Clone, Default)]
+struct DownBackplane {
+    inbox: std::sync::Arc<std::sync::OnceLock<melody::backplane::Inbox>>,
+}
+
+impl melody::backplane::Backplane for DownBackplane {
+    fn start(&self, inbox: melody::backplane::Inbox) {
+        let _ = self.inbox.set(inbox);
+    }
+
+    fn publish(&self, _target: &Target, _delivery: melody::Bytes) {
+        let error = std::io::Error::new(std::io::ErrorKind::NotConnected, "broker down");
+        self.inbox.get().unwrap().report_error(&error);
+    }
+}
+
+#[tokio::test]
+async fn backplane_failures_are_counted_and_reach_the_handler() {
+    let melody = Melody::new();
+    let backplane = DownBackplane::default();
+    melody.set_backplane(backplane.clone());
+    let (events, mut log) = events();
+    melody.handle_backplane_error(move |error| events.push(error.to_string()));
+    let addr = spawn_app(&melody).await;
+    let mut client = connect(addr).await;
+    eventually(|| melody.len() == 1).await;
+
+    // Local delivery goes on; the lost remote copy is reported.
+    melody.broadcast("local still works").unwrap();
+    assert_eq!(recv_text(&mut client).await, "local still works");
+    assert_eq!(log.next().await, "broker down");
+    assert_eq!(melody.stats().backplane_errors, 1);
+    assert!(backplane.inbox.get().unwrap().is_attached());
+    drop(client);
+    drop(melody);
+}
