@@ -489,8 +489,7 @@ impl Melody {
     /// [`Error::InvalidClosePayload`] when the payload does not parse; otherwise as
     /// [`Melody::close_with`].
     pub fn close_with_msg(&self, payload: &[u8]) -> Result<(), Error> {
-        let frame = CloseFrame::from_payload(payload).map_err(|_| Error::InvalidClosePayload)?;
-        self.close_frame(frame)
+        self.close_frame(CloseFrame::from_close_payload(payload)?)
     }
 
     /// Closes the hub with a prepared [`CloseFrame`].
@@ -499,9 +498,7 @@ impl Melody {
     ///
     /// As [`Melody::close_with`].
     pub fn close_frame(&self, frame: CloseFrame) -> Result<(), Error> {
-        if frame.code().is_reserved() && frame.code() != CloseCode::NO_STATUS_RECEIVED {
-            return Err(Error::ReservedCloseCode(frame.code()));
-        }
+        let frame = frame.sendable()?;
         if self.hub.close_frame.set(frame.clone()).is_err() {
             return Err(Error::Closed);
         }

@@ -408,6 +408,22 @@ impl CloseFrame {
         }
     }
 
+    /// The frame if it may be sent: 1004, 1006 and 1015 are only ever reported locally (1005
+    /// stands for an empty close payload).
+    pub(crate) fn sendable(self) -> Result<Self, crate::Error> {
+        if self.code.is_reserved() && self.code != CloseCode::NO_STATUS_RECEIVED {
+            return Err(crate::Error::ReservedCloseCode(self.code));
+        }
+        Ok(self)
+    }
+
+    /// A frame to send from a raw payload (Go melody's `CloseWithMsg` argument).
+    pub(crate) fn from_close_payload(payload: &[u8]) -> Result<Self, crate::Error> {
+        Self::from_payload(payload)
+            .map_err(|_| crate::Error::InvalidClosePayload)?
+            .sendable()
+    }
+
     /// The wire payload: the code in network byte order followed by the reason.
     #[must_use]
     pub fn to_payload(&self) -> Bytes {

@@ -266,8 +266,7 @@ impl Session {
     /// [`Error::InvalidClosePayload`] when the payload does not parse; otherwise as
     /// [`Session::close_with`].
     pub fn close_with_msg(&self, payload: &[u8]) -> Result<(), Error> {
-        let frame = CloseFrame::from_payload(payload).map_err(|_| Error::InvalidClosePayload)?;
-        self.close_frame(frame)
+        self.close_frame(CloseFrame::from_close_payload(payload)?)
     }
 
     /// Closes the session with a prepared [`CloseFrame`].
@@ -276,9 +275,7 @@ impl Session {
     ///
     /// As [`Session::close_with`].
     pub fn close_frame(&self, frame: CloseFrame) -> Result<(), Error> {
-        if frame.code().is_reserved() && frame.code() != CloseCode::NO_STATUS_RECEIVED {
-            return Err(Error::ReservedCloseCode(frame.code()));
-        }
+        let frame = frame.sendable()?;
         if self.request_close(frame) {
             Ok(())
         } else {
