@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Runs the same load against melody's `chat`/`echo` examples, the raw tokio-websockets floor
+# server and (when Node and npm are present) a Node `ws` server, with the server pinned to one
+# core and the load generator to another, and writes docs/BENCHMARKS.md.
+#
+#   bash bench/compare.sh            # full run, under ~10 minutes
+#   QUICK=1 bash bench/compare.sh    # shorter holds and durations, under ~3 minutes
+#
+# Environment:
+#   QUICK=1            shorter runs
+#   SERVER_CPU=1       core for the server       LOAD_CPU=0   core for the load generator
+#   PORT=17300         first port to try (the next free one is used)
+#   NODE=0             skip the Node `ws` server
+#   IDLE_CONNS=15000   connections held in the idle scenario
+#   IDLE_HOLD, FANOUT_SECS, RATE_SECS, ECHO_SECS, CHURN_SECS   override durations (seconds)
+#   QUIET_BUSY=25      before each run, wait up to QUIET_WAIT s until the whole machine uses
+#   QUIET_WAIT=10      at most QUIET_BUSY % of a core (3 s with QUICK): other work skews figures
+#   OUT=docs/BENCHMARKS.md   where to write the report
+#   RESULTS=target/bench-results   where the JSON of every run goes
+#
+# Load is only ever sent to 127.0.0.0/8.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+QUICK=${QUICK:-0}
+if [[ "$QUICK" == 1 ]]; then
+    IDLE_HOLD=${IDLE_HOLD:-5}
+    FANOUT_SECS=${FANOUT_SECS:-3}
+    RATE_SECS=${RATE_SECS:-5}
+    ECHO_SECS=${ECHO_SECS:-3}
+    CHURN_SECS=${CHURN_SECS:-3}
+else
+    IDLE_HOLD=${IDLE_HOLD:-60}
+    FANOUT_SECS=${FANOUT_SECS:-8}
+    RATE_SECS=${RATE_SECS:-10}
+    ECHO_SECS=${ECHO_SECS:-8}
+    CHURN_SECS=${CHURN_SECS:-10}
+fi
+IDLE_CONNS=${IDLE_CONNS:-15000}
+SERVER_CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+PORT=${PORT:-17300}
+NODE=${NODE:-1}
+QUIET_BUSY=${QUIET_BUSY:-25}
+if [[ "$QUICK" == 1 ]]; then QUIET_WAIT=${QUIET_WAIT:-3}; else QUIET_WAIT=${QUIET_WAIT:-10}; fi
+OUT=${OUT:-docs/BENCHMARKS.md}
+RESULTS=${RESULTS:-target/bench-results}
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+if ! command -v taskset >/dev/null; then
+    echo "compare.sh: taskset (util-linux) is required" >&2
+    exit 1
+fi
+
+# The generator holds up to IDLE_CONNS sockets, and so does the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+log "building (release)"
+cargo build --release -p melody-bench --bin melody-bench >&2
+cargo build --release -p melody-ws --example chat --example echo >&2
+BENCH=$ROOT/target/release/melody-bench
+CHAT=$ROOT/target/release/examples/chat
+ECHO=$ROOT/target/release/examples/echo
+
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+LOGS=$(mktemp -d)
+SERVER_PID=
+SERVER_NAME=
+SERVER_CMD=()
+NODE_DIR=
+NOTES=()
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    [[ -n "$NODE_DIR" ]] && rm -rf "$NODE_DIR"
+    rm -rf "$LOGS"
+}
+trap cleanup EXIT
+
+port_in_use() { (: >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_server NAME COMMAND...: starts COMMAND with ADDR=127.0.0.1:<free port> pinned to
+# SERVER_CPU, waits for it to print its URL; sets SERVER_PID and SERVER_PORT.
+start_server() {
+    SERVER_NAME=$1
+    shift
+    SERVER_CMD=("$@")
+    while port_in_use "$PORT"; do PORT=$((PORT + 1)); done
+    SERVER_PORT=$PORT
+    PORT=$((PORT + 1))
+    ADDR=127.0.0.1:$SERVER_PORT taskset -c "$SERVER_CPU" "$@" >>"$LOGS/$SERVER_NAME.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 200); do
+        if grep -qE '(ws|http)://127.0.0.1:'"$SERVER_PORT" "$LOGS/$SERVER_NAME.log"; then
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+        sleep 0.05
+    done
+    echo "compare.sh: $SERVER_NAME did not start:" >&2
+    cat "$LOGS/$SERVER_NAME.log" >&2
+    SERVER_PID=
+    return 1
+}
+
+# A server that died (crashed, or killed by someone else) is reported and restarted, so that
+# one failure does not void the remaining scenarios.
+ensure_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        return 0
+    fi
+    local status=0
+    [[ -n "$SERVER_PID" ]] && { wait "$SERVER_PID" 2>/dev/null || status=$?; }
+    echo "compare.sh: $SERVER_NAME exited (status $status); its log ends:" >&2
+    tail -5 "$LOGS/$SERVER_NAME.log" >&2
+    NOTES+=("\`$SERVER_NAME\` exited during the run (status $status) and was restarted.")
+    start_server "$SERVER_NAME" "${SERVER_CMD[@]}"
+}
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+
+# load SERVER SCENARIO URL_PATH SUBCOMMAND ARGS...: runs the generator pinned to LOAD_CPU
+# against the running server (`@PID@` in ARGS is replaced by its pid) and keeps the JSON as
+# RESULTS/SERVER-SCENARIO.json. A failed run is reported and skipped.
+load() {
+    local server=$1 scenario=$2 path=$3
+    shift 3
+    local began=$SECONDS
+    log "$server: $scenario"
+    if ! ensure_server; then
+        echo "compare.sh: $server $scenario skipped: no server" >&2
+        return 0
+    fi
+    # Other work on the machine skews the figures: wait (bounded) for it to calm down. The
+    # report shows how much CPU other processes used during each run.
+    "$BENCH" wait-quiet --max-busy "$QUIET_BUSY" --timeout "$QUIET_WAIT"
+    local args=()
+    for a in "$@"; do args+=("${a//@PID@/$SERVER_PID}"); done
+    if ! taskset -c "$LOAD_CPU" "$BENCH" "${args[@]}" --url "ws://127.0.0.1:$SERVER_PORT$path" \
+        --json "$RESULTS/$server-$scenario.json"; then
+        echo "compare.sh: $server $scenario failed" >&2
+        rm -f "$RESULTS/$server-$scenario.json"
+    fi
+    echo "  ($((SECONDS - began)) s)" >&2
+}
+
+# broadcast_suite SERVER URL_PATH: the broadcast scenarios against the running server.
+broadcast_suite() {
+    local server=$1 path=$2
+    # Idle first, while the server's memory is fresh.
+    load "$server" idle "$path" idle --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --pid @PID@
+    load "$server" churn "$path" churn --concurrency 50 --duration "$CHURN_SECS" --pid @PID@
+    load "$server" fanout-1k "$path" fanout --subscribers 1000 --publishers 1 --size 64 \
+        --messages 10000000 --duration "$FANOUT_SECS" --pid @PID@
+    load "$server" fanout-10k "$path" fanout --subscribers 10000 --publishers 1 --size 64 \
+        --messages 10000000 --duration "$FANOUT_SECS" --pid @PID@
+    load "$server" fanout-rate "$path" fanout --subscribers 10000 --publishers 1 --size 64 \
+        --rate 20 --messages $((20 * RATE_SECS)) --pid @PID@
+}
+
+# echo_suite SERVER URL_PATH: the echo scenarios against the running echo server.
+echo_suite() {
+    local server=$1 path=$2
+    load "$server" echo-1x32 "$path" echo --connections 1 --depth 32 --size 64 \
+        --duration "$ECHO_SECS" --pid @PID@
+    load "$server" echo-50x4 "$path" echo --connections 50 --depth 4 --size 64 \
+        --duration "$ECHO_SECS" --pid @PID@
+}
+
+# melody
+if start_server melody-chat "$CHAT"; then
+    broadcast_suite melody /ws
+    stop_server
+fi
+if start_server melody-echo "$ECHO"; then
+    echo_suite melody /
+    stop_server
+fi
+
+# floor
+if start_server floor-broadcast "$BENCH" floor-server --mode broadcast; then
+    broadcast_suite floor /
+    stop_server
+fi
+if start_server floor-echo "$BENCH" floor-server --mode echo; then
+    echo_suite floor /
+    stop_server
+fi
+
+# Node ws (optional)
+node_skip() {
+    log "skipping node ws: $1"
+    NOTES+=("Node \`ws\` was not measured: $1.")
+}
+if [[ "$NODE" != 1 ]]; then
+    node_skip "NODE=$NODE"
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    node_skip "node or npm is not installed"
+else
+    NODE_DIR=$(mktemp -d)
+    log "installing ws into $NODE_DIR"
+    if (cd "$NODE_DIR" && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund ws@8 >&2); then
+        cat >"$NODE_DIR/server.js" <<'EOF'
+// Broadcast (default) or echo server on the `ws` package, for bench/compare.sh.
+const { WebSocketServer } = require('ws');
+const [host, port] = (process.env.ADDR || '127.0.0.1:5000').split(':');
+const mode = process.argv[2] || 'broadcast';
+const wss = new WebSocketServer({ host, port: Number(port), maxPayload: 16 << 20, perMessageDeflate: false });
+wss.on('connection', (ws) => {
+  ws.on('error', () => {});
+  ws.on('message', (data, isBinary) => {
+    if (mode === 'echo') {
+      ws.send(data, { binary: isBinary });
+    } else if (!isBinary) {
+      for (const client of wss.clients) {
+        if (client.readyState === 1) client.send(data, { binary: false });
+      }
+    }
+  });
+});
+wss.on('listening', () => console.log(`node-ws (${mode}): ws://${host}:${port}/`));
+EOF
+        NODE_VERSION=$(node --version)
+        WS_VERSION=$(node -p "require('$NODE_DIR/node_modules/ws/package.json').version")
+        NOTES+=("Node \`ws\`: node $NODE_VERSION, ws $WS_VERSION.")
+        if start_server node-broadcast node "$NODE_DIR/server.js" broadcast; then
+            broadcast_suite node /
+            stop_server
+        fi
+        if start_server node-echo node "$NODE_DIR/server.js" echo; then
+            echo_suite node /
+            stop_server
+        fi
+    else
+        node_skip "\`npm install ws\` failed"
+    fi
+fi
+
+COMMAND="bash bench/compare.sh"
+[[ "$QUICK" == 1 ]] && COMMAND="QUICK=1 $COMMAND"
+NOTES+=("Server pinned with \`taskset -c $SERVER_CPU\`, load generator with \`taskset -c $LOAD_CPU\` (one current-thread runtime). Durations: fan-out publishes for ${FANOUT_SECS} s, fixed-rate fan-out ${RATE_SECS} s, echo ${ECHO_SECS} s, churn ${CHURN_SECS} s, idle holds ${IDLE_CONNS} connections for ${IDLE_HOLD} s.")
+NOTE_ARGS=()
+for n in "${NOTES[@]}"; do NOTE_ARGS+=(--note "$n"); done
+"$BENCH" report --dir "$RESULTS" --out "$OUT" --command "$COMMAND" \
+    --date "$(date -u '+%Y-%m-%d %H:%M UTC')" "${NOTE_ARGS[@]}"
+log "wrote $OUT (raw results in $RESULTS) after $SECONDS s"
+cat "$OUT"

@@ -1,0 +1,20 @@
+//! Load generators and a reference "floor" server for benchmarking melody.
+//!
+//! - [`fanout`]: N subscribers, P publishers; deliveries/s, loss, end-to-end latency.
+//! - [`echo`]: C connections with D messages in flight; messages/s and round-trip latency.
+//! - [`idle`]: N idle connections; the server's RSS per connection.
+//! - [`churn`]: connect/send/receive/close loops; connects/s, errors, the server's RSS.
+//! - [`floor`]: the thinnest broadcast/echo server on tokio-websockets, the reference.
+//! - [`report`]: the markdown table of `docs/BENCHMARKS.md` from the JSON results.
+//!
+//! The `melody-bench` binary wraps each in a subcommand that prints a summary to stderr and
+//! one JSON object to stdout; `bench/compare.sh` runs them against melody's examples and the
+//! floor server and writes `docs/BENCHMARKS.md`.
+
+pub mod churn;
+pub mod common;
+pub mod echo;
+pub mod fanout;
+pub mod floor;
+pub mod idle;
+pub mod report;
