@@ -13,7 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
-use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep, sleep, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
 use tracing::Instrument;
 
@@ -80,24 +80,28 @@ struct Connection {
     session: Session,
     /// Messages taken from the outbox, being written.
     batch: VecDeque<Message>,
-    ping: Interval,
-    pong_deadline: Pin<Box<Sleep>>,
+    /// One timer for both liveness duties: it fires at the next ping or at the pong deadline,
+    /// whichever comes first (one timer polled per wake-up instead of two).
+    timer: Pin<Box<Sleep>>,
+    next_ping: Instant,
+    pong_deadline: Instant,
     rate_limit: Option<DefaultDirectRateLimiter>,
 }
 
 impl Connection {
     fn new(socket: Socket, session: Session) -> Self {
         let config = &session.hub().config;
-        let period = config.effective_ping_period();
-        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let pong_deadline = Box::pin(sleep(config.pong_wait));
+        let now = Instant::now();
+        let next_ping = now + config.effective_ping_period();
+        let pong_deadline = now + config.pong_wait;
+        let timer = Box::pin(sleep_until(next_ping.min(pong_deadline)));
         let rate_limit = config.rate_limit_quota().map(RateLimiter::direct);
         Self {
             socket,
             session,
             batch: VecDeque::new(),
-            ping,
+            timer,
+            next_ping,
             pong_deadline,
             rate_limit,
         }
@@ -159,13 +163,10 @@ impl Connection {
                         }
                     }
                 }
-                _ = self.ping.tick() => {
-                    if let Err(error) = self.send_ping().await {
-                        return self.failed(error);
+                () = &mut self.timer => {
+                    if let Some(end) = self.on_timer().await {
+                        return end;
                     }
-                }
-                () = &mut self.pong_deadline => {
-                    return self.failed(Error::PongTimeout(session.hub().config.pong_wait));
                 }
             }
         }
@@ -223,10 +224,8 @@ impl Connection {
                 None => None,
             }
         } else if frame.is_pong() {
-            let pong_wait = self.session.hub().config.pong_wait;
-            self.pong_deadline
-                .as_mut()
-                .reset(Instant::now() + pong_wait);
+            // The timer notices the later deadline when it next fires.
+            self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
             let pong = handlers.pong.as_ref()?;
             guarded(|| pong(&self.session))
                 .err()
@@ -297,13 +296,9 @@ impl Connection {
                         return Some(end);
                     }
                 }
-                () = &mut self.pong_deadline => {
-                    let pong_wait = session.hub().config.pong_wait;
-                    return Some(self.failed(Error::PongTimeout(pong_wait)));
-                }
-                _ = self.ping.tick() => {
-                    if let Err(error) = self.send_ping().await {
-                        return Some(self.failed(error));
+                () = &mut self.timer => {
+                    if let Some(end) = self.on_timer().await {
+                        return Some(end);
                     }
                 }
             }
@@ -313,14 +308,21 @@ impl Connection {
     /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
     async fn write_batch(&mut self) -> Result<(), Error> {
         let write_wait = self.session.hub().config.write_wait;
-        let (socket, batch) = (&mut self.socket, &self.batch);
-        let written = timeout(write_wait, async move {
-            for message in batch {
-                socket.feed(to_transport(message)).await?;
+        let written = {
+            let (socket, batch) = (&mut self.socket, &self.batch);
+            let mut write = std::pin::pin!(async move {
+                for message in batch {
+                    socket.feed(to_transport(message)).await?;
+                }
+                socket.flush().await
+            });
+            // Most writes complete at once (the socket buffer has room); only a write that has
+            // to wait pays for a timer.
+            match write.as_mut().now_or_never() {
+                Some(result) => Ok(result),
+                None => timeout(write_wait, write).await,
             }
-            socket.flush().await
-        })
-        .await;
+        };
         match written {
             Err(_) => return Err(Error::WriteTimeout(write_wait)),
             Ok(Err(error)) => return Err(Error::from_transport(error)),
@@ -349,6 +351,26 @@ impl Connection {
             self.batch = VecDeque::new();
         }
         Ok(())
+    }
+
+    /// The liveness timer fired: end a session whose pong is overdue, send a ping when one is
+    /// due, and re-arm for whichever comes next.
+    async fn on_timer(&mut self) -> Option<End> {
+        let config = &self.session.hub().config;
+        let (period, pong_wait) = (config.effective_ping_period(), config.pong_wait);
+        let now = Instant::now();
+        if now >= self.pong_deadline {
+            return Some(self.failed(Error::PongTimeout(pong_wait)));
+        }
+        if now >= self.next_ping {
+            if let Err(error) = self.send_ping().await {
+                return Some(self.failed(error));
+            }
+            self.next_ping = now + period;
+        }
+        let next = self.next_ping.min(self.pong_deadline);
+        self.timer.as_mut().reset(next);
+        None
     }
 
     async fn send_ping(&mut self) -> Result<(), Error> {
