@@ -94,6 +94,11 @@ impl Outbox {
 
     /// Queues a message, waiting for room.
     pub(crate) async fn push_wait(&self, message: Message) -> Result<(), PushError> {
+        // Fast path: room now, no waiter registration.
+        match self.push(message.clone()) {
+            Err(PushError::Full) => {}
+            other => return other,
+        }
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
