@@ -1,0 +1,453 @@
+//! What the cluster's browser test needs around it: a real broker (`redis-server` or
+//! `nats-server`) on a free loopback port, the `cluster` example processes, and a bounded run
+//! of the node script. Every child process is killed on drop; every wait has a deadline.
+//!
+//! Missing tooling (a broker binary, Node.js, Chromium, playwright-core) skips the test with a
+//! printed reason, unless `MELODY_TEST_REQUIRE_ALL=1`, which turns the skip into a failure.
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    env,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// How long a broker may take to accept connections.
+const BROKER_STARTUP: Duration = Duration::from_secs(10);
+
+/// How long a node may take to connect to its broker and print its URL.
+const URL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Chromium executable used when the `CHROMIUM` environment variable is unset.
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Whether a missing prerequisite must fail the test instead of skipping it.
+fn require_all() -> bool {
+    env::var("MELODY_TEST_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+/// Prints why the test is skipped (or panics under `MELODY_TEST_REQUIRE_ALL=1`).
+pub fn skip(test: &str, reason: &str) {
+    assert!(
+        !require_all(),
+        "{test}: prerequisite missing (MELODY_TEST_REQUIRE_ALL=1): {reason}"
+    );
+    // Straight to stderr, past the test harness's capture, so a skip shows in every run's log.
+    let _ = writeln!(std::io::stderr(), "skipping {test}: {reason}");
+}
+
+/// `program` on `PATH`, or in the sbin/bin folders that a non-login `PATH` may lack.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let on_path = env::var_os("PATH").and_then(|paths| {
+        env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    });
+    on_path.or_else(|| {
+        ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"]
+            .iter()
+            .map(|dir| Path::new(dir).join(program))
+            .find(|path| path.is_file())
+    })
+}
+
+/// The shared browser scripts (`harness.mjs`) and their `node_modules`, in the melody crate.
+pub fn melody_browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../melody/tests/browser")
+}
+
+/// Why the browser tooling cannot run, or `None` when it is all there.
+pub fn missing_browser_tooling() -> Option<String> {
+    let node_runs = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !node_runs {
+        return Some("`node` was not found on PATH".to_owned());
+    }
+    let chromium =
+        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
+    if !chromium.is_file() {
+        return Some(format!(
+            "Chromium not found at {} (set CHROMIUM to its path)",
+            chromium.display()
+        ));
+    }
+    let playwright = melody_browser_dir()
+        .join("node_modules")
+        .join("playwright-core");
+    if !playwright.is_dir() {
+        return Some(format!(
+            "{} is missing (run `npm ci` in {})",
+            playwright.display(),
+            melody_browser_dir().display()
+        ));
+    }
+    None
+}
+
+/// Which broker a cluster shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Nats,
+}
+
+impl Kind {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Redis => "redis-server",
+            Self::Nats => "nats-server",
+        }
+    }
+
+    /// The environment variable the `cluster` example reads this broker's URL from.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Self::Redis => "REDIS_URL",
+            Self::Nats => "NATS_URL",
+        }
+    }
+}
+
+/// A broker process of this test's own on a free loopback port; killed on drop.
+pub struct Broker {
+    pub kind: Kind,
+    pub url: String,
+    child: Child,
+}
+
+impl Broker {
+    /// Starts a broker, or returns why it cannot (its binary is missing).
+    pub fn start(kind: Kind) -> Result<Self, String> {
+        let program = find_program(kind.program()).ok_or_else(|| {
+            format!(
+                "{} is not installed (not on PATH nor in /usr/sbin, /usr/bin)",
+                kind.program()
+            )
+        })?;
+        let deadline = Instant::now() + BROKER_STARTUP;
+        loop {
+            // Another process may take the port between finding it and the broker binding it:
+            // then the broker exits, and we try another port until the deadline.
+            let port = free_port();
+            let mut command = Command::new(&program);
+            match kind {
+                Kind::Redis => command.args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]),
+                Kind::Nats => command.args(["-a", "127.0.0.1", "-p", &port.to_string()]),
+            };
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()));
+            let scheme = match kind {
+                Kind::Redis => "redis",
+                Kind::Nats => "nats",
+            };
+            let mut broker = Self {
+                kind,
+                url: format!("{scheme}://127.0.0.1:{port}"),
+                child,
+            };
+            if broker.wait_ready(port, deadline) {
+                return Ok(broker);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not accept connections within {BROKER_STARTUP:?}",
+                program.display()
+            );
+        }
+    }
+
+    /// Polls until the broker answers, its process exits, or the deadline passes.
+    fn wait_ready(&mut self, port: u16, deadline: Instant) -> bool {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if answers(self.kind, port) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a broker of `kind` answers on `port`: `+PONG` to a Redis `PING`, the `INFO` line a
+/// NATS server greets every client with.
+fn answers(kind: Kind, port: u16) -> bool {
+    let attempt = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+        let mut reply = [0u8; 5];
+        match kind {
+            Kind::Redis => {
+                stream.write_all(b"PING\r\n")?;
+                stream.read_exact(&mut reply)?;
+                Ok(&reply == b"+PONG")
+            }
+            Kind::Nats => {
+                stream.read_exact(&mut reply)?;
+                Ok(&reply == b"INFO ")
+            }
+        }
+    };
+    attempt().unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("cannot find a free loopback port")
+        .port()
+}
+
+/// Path of the example binary `name` that `cargo test` built next to this test.
+///
+/// This test runs as `target/<profile>/deps/browser-<hash>`; examples live in
+/// `target/<profile>/examples/`.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = env::current_exe().expect("cannot locate the running test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test executable location {}", exe.display()));
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "example binary {} not found; run `cargo test -p melody-cluster`, which builds it",
+        binary.display()
+    );
+    binary
+}
+
+/// One line of output from a node, tagged with its stream.
+enum OutputLine {
+    Stdout(String),
+    Stderr(String),
+}
+
+/// A running `cluster` node; the process is killed when this is dropped.
+pub struct Node {
+    pub label: &'static str,
+    child: Child,
+    output: Receiver<OutputLine>,
+    seen: Vec<String>,
+}
+
+impl Node {
+    /// Starts `binary` on a free loopback port with its broker in `broker_var` = `broker_url`
+    /// (the other backplane variable removed, so the caller's environment cannot change the
+    /// choice).
+    pub fn start(label: &'static str, binary: &Path, broker_var: &str, broker_url: &str) -> Self {
+        let mut child = Command::new(binary)
+            .env_remove("REDIS_URL")
+            .env_remove("NATS_URL")
+            .env("ADDR", "127.0.0.1:0")
+            .env(broker_var, broker_url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let (sender, output) = mpsc::channel();
+        forward_lines(
+            child.stdout.take().expect("stdout is piped"),
+            sender.clone(),
+            OutputLine::Stdout,
+        );
+        forward_lines(
+            child.stderr.take().expect("stderr is piped"),
+            sender,
+            OutputLine::Stderr,
+        );
+        Self {
+            label,
+            child,
+            output,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the first stdout line with an `http://` URL and returns that URL.
+    pub fn wait_for_url(&mut self) -> String {
+        let deadline = Instant::now() + URL_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(OutputLine::Stdout(line)) => {
+                    let url = extract_url(&line).map(str::to_owned);
+                    self.seen.push(line);
+                    if let Some(url) = url {
+                        return url;
+                    }
+                }
+                Ok(OutputLine::Stderr(line)) => self.seen.push(format!("[stderr] {line}")),
+                Err(RecvTimeoutError::Timeout) => {
+                    let (label, output) = (self.label, self.output_so_far());
+                    panic!(
+                        "node {label} printed no http:// URL on stdout within {URL_TIMEOUT:?}; \
+                         output:\n{output}"
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let (label, status) = (self.label, self.exit_status());
+                    let output = self.output_so_far();
+                    panic!(
+                        "node {label} exited ({status}) before printing an http:// URL; \
+                         output:\n{output}"
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything the node has printed so far, one line each.
+    pub fn output_so_far(&mut self) -> String {
+        for line in self.output.try_iter() {
+            self.seen.push(match line {
+                OutputLine::Stdout(line) => line,
+                OutputLine::Stderr(line) => format!("[stderr] {line}"),
+            });
+        }
+        self.seen.join("\n")
+    }
+
+    fn exit_status(&mut self) -> String {
+        match self.child.try_wait() {
+            Ok(Some(status)) => status.to_string(),
+            Ok(None) => "still running".to_owned(),
+            Err(err) => format!("status unknown: {err}"),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first `http://` URL in `line`, up to the next whitespace.
+fn extract_url(line: &str) -> Option<&str> {
+    let start = line.find("http://")?;
+    let rest = &line[start..];
+    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// Reads `stream` line by line on a thread, sending each line tagged by `tag`. The thread
+/// keeps draining after the receiver is gone, so the node never blocks on a full pipe.
+fn forward_lines<R, F>(stream: R, sender: Sender<OutputLine>, tag: F)
+where
+    R: Read + Send + 'static,
+    F: Fn(String) -> OutputLine + Send + 'static,
+{
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let _ = sender.send(tag(line));
+        }
+    });
+}
+
+/// What a command run by [`run_with_timeout`] did.
+pub struct RunOutcome {
+    /// Whether it exited successfully within the time limit.
+    pub success: bool,
+    /// Its exit status, or a note that it was killed.
+    pub outcome: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `command` with captured output, killing it if it outlives `timeout`.
+pub fn run_with_timeout(command: &mut Command, timeout: Duration) -> RunOutcome {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+
+    // Each stream is read to its end on a thread; both ends mean the process is done.
+    let (sender, done) = mpsc::channel();
+    let stdout = read_to_end_on_thread(
+        child.stdout.take().expect("stdout is piped"),
+        sender.clone(),
+    );
+    let stderr = read_to_end_on_thread(child.stderr.take().expect("stderr is piped"), sender);
+
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(left) {
+            timed_out = true;
+            break;
+        }
+    }
+    if timed_out {
+        // Killing closes the pipes, which lets the reader threads finish.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let (success, outcome) = match status {
+        _ if timed_out => (false, format!("killed after {timeout:?}")),
+        Ok(status) => (status.success(), status.to_string()),
+        Err(err) => (false, format!("status unknown: {err}")),
+    };
+    RunOutcome {
+        success,
+        outcome,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads `stream` to its end on a thread, then signals `done`; joining yields the text.
+fn read_to_end_on_thread<R>(mut stream: R, done: Sender<()>) -> thread::JoinHandle<String>
+where
+    R: Read + Send + 'static,
+{
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        let _ = done.send(());
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
