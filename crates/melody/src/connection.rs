@@ -13,6 +13,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
 use tracing::Instrument;
@@ -156,7 +157,8 @@ impl Connection {
                         return end;
                     }
                     // What the handler queued in answer goes out before the next frame is read,
-                    // so replies keep their place relative to a later protocol failure.
+                    // so replies keep their place relative to a later protocol failure (reading
+                    // ahead here measurably loses that order against the conformance suite).
                     if let Some(wake) = session.outbox().take(&mut self.batch) {
                         if let Some(end) = self.woken(wake).await {
                             return end;
@@ -311,10 +313,14 @@ impl Connection {
         let written = {
             let (socket, batch) = (&mut self.socket, &self.batch);
             let mut write = std::pin::pin!(async move {
-                for message in batch {
-                    socket.feed(to_transport(message)).await?;
-                }
-                socket.flush().await
+                // Control frames the codec queued (pongs) go first and whole, so frames never
+                // interleave on the wire.
+                socket.flush().await.map_err(Error::from_transport)?;
+                socket
+                    .get_mut()
+                    .write_frames(batch)
+                    .await
+                    .map_err(Error::Io)
             });
             // Most writes complete at once (the socket buffer has room); only a write that has
             // to wait pays for a timer.
@@ -325,7 +331,7 @@ impl Connection {
         };
         match written {
             Err(_) => return Err(Error::WriteTimeout(write_wait)),
-            Ok(Err(error)) => return Err(Error::from_transport(error)),
+            Ok(Err(error)) => return Err(error),
             Ok(Ok(())) => {}
         }
         let bytes = self.batch.iter().map(Message::len).sum();
@@ -418,20 +424,32 @@ impl Connection {
         let outbox_session = self.session.clone();
         let (socket, batch) = (&mut self.socket, &mut self.batch);
         let closing = async move {
+            if matches!(end, End::Drop) {
+                return Ok(());
+            }
+            // Messages queued before the close go out first, written directly: the codec may
+            // already hold a close frame of its own (a peer's close, a protocol error), which
+            // it sends when read again below.
+            batch.extend(outbox_session.outbox().drain());
+            if !batch.is_empty() {
+                socket.get_mut().write_frames(batch).await?;
+                batch.clear();
+            }
             if let End::Close(frame) = &end {
-                // Messages queued before the close go out first.
-                batch.extend(outbox_session.outbox().drain());
-                for message in batch.drain(..) {
-                    socket.feed(to_transport(&message)).await?;
-                }
-                // Refused when the transport already queued a close of its own.
+                // Refused when the codec already queued a close of its own.
                 let _ = socket.send(close_transport(frame)).await;
             }
-            if !matches!(end, End::Drop) {
-                // Reading on flushes our close frame and waits for the peer's.
-                while socket.next().await.is_some() {}
-            }
-            Ok::<(), tokio_websockets::Error>(())
+            // Reading on flushes the close frame and waits for the peer's.
+            while socket.next().await.is_some() {}
+            // Then end the TCP stream gracefully: send our FIN and read what the peer still had
+            // in flight. Dropping a socket with unread input makes the kernel reset the
+            // connection, and a reset can destroy the last frames we sent before the peer reads
+            // them.
+            let io = socket.get_mut();
+            io.shutdown().await?;
+            let mut discard = [0u8; 512];
+            while io.read(&mut discard).await? > 0 {}
+            Ok::<(), std::io::Error>(())
         };
         let session = self.session.clone();
         tokio::select! {
@@ -490,15 +508,6 @@ impl Drop for Registered {
                 handlers.report(session, &panic_error(panic));
             }
         }
-    }
-}
-
-fn to_transport(message: &Message) -> Transport {
-    let payload = message.payload().clone();
-    if message.is_text() {
-        Transport::text(payload)
-    } else {
-        Transport::binary(payload)
     }
 }
 
