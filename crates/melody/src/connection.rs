@@ -32,6 +32,9 @@ use crate::{
 type Socket = WebSocketStream<Io>;
 type Transport = tokio_websockets::Message;
 
+/// How long a closed connection keeps reading what the peer still sends before it is dropped.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Capacity of the write batch kept between bursts; a bigger one is freed after its burst.
 const SPARE_BATCH: usize = 64;
 
@@ -448,7 +451,8 @@ impl Connection {
             let io = socket.get_mut();
             io.shutdown().await?;
             let mut discard = [0u8; 512];
-            while io.read(&mut discard).await? > 0 {}
+            // A peer that keeps its side open is not waited for beyond a short linger.
+            while let Ok(Ok(1..)) = timeout(LINGER, io.read(&mut discard)).await {}
             Ok::<(), std::io::Error>(())
         };
         let session = self.session.clone();
