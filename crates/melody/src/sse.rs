@@ -403,7 +403,8 @@ impl Melody {
 
     /// Publishes an event to `topic`: SSE subscribers get the whole event, WebSocket sessions a
     /// text frame of its data. Each transport's bytes are encoded once. Returns how many
-    /// subscribers and sessions it was queued for.
+    /// subscribers and sessions it was queued for on this node. With a backplane, the other
+    /// nodes get the data as a [`Melody::publish`] (a data-only event for their SSE subscribers).
     ///
     /// # Errors
     ///
@@ -411,11 +412,11 @@ impl Melody {
     pub fn publish_event(&self, topic: &str, event: Event) -> Result<usize, Error> {
         let sse = self.fan_out_sse(topic, || event.encode())?;
         let members = self.hub().topics.members(topic);
-        if members.is_empty() {
-            return Ok(sse);
-        }
         let message = Message::text(event.data);
         let ws = self.fan_out(&message, |queue| members.iter().for_each(queue))?;
+        // Other nodes get the data as a topic publish: their SSE subscribers see a data-only
+        // event (the name, id and retry stay on this node).
+        self.publish_remote(crate::backplane::Target::Topic(topic.to_owned()), &message);
         Ok(sse + ws)
     }
 

@@ -185,3 +185,20 @@ async fn backplane_failures_are_counted_and_reach_the_handler() {
     drop(client);
     drop(melody);
 }
+
+#[cfg(feature = "sse")]
+#[tokio::test]
+async fn sse_events_published_on_one_node_reach_members_on_another() {
+    let nodes = cluster().await;
+    let mut member = connect(nodes[1].1).await;
+    send_text(&mut member, "join:device-1").await;
+    assert_eq!(recv_text(&mut member).await, "joined device-1");
+    nodes[0]
+        .0
+        .publish_event(
+            "device-1",
+            melody::sse::Event::new("from node 0").event("update"),
+        )
+        .unwrap();
+    assert_eq!(recv_text(&mut member).await, "from node 0");
+}
