@@ -6,8 +6,9 @@
 //! backplane is only fanned out locally, never published again, so there are no loops.
 //!
 //! What crosses nodes: [`Melody::broadcast`], [`Melody::broadcast_others`], [`Melody::publish`],
-//! [`Melody::publish_others`] (and their binary and envelope forms), and [`Melody::send_to`] for
-//! a session that is not on this node. What stays local: filters and lists
+//! [`Melody::publish_others`] (and their binary and envelope forms), `publish_event` (feature
+//! `sse`; as a publish of its data), and [`Melody::send_to`] for a session that is not on this
+//! node. What stays local: filters and lists
 //! ([`Melody::broadcast_filter`], [`Melody::broadcast_multiple`]), since closures and session
 //! handles do not travel.
 //!
