@@ -13,7 +13,7 @@ mod support;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use support::{Broker, Kind, Node};
+use support::{Broker, Kind, start_node};
 
 /// How long the browser script may run before it is killed (its own limit is 60 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -42,8 +42,8 @@ fn run_cluster_test(test: &str, kind: Kind) {
         }
     };
 
-    let mut a = Node::start("A", &binary, kind.env_var(), &broker.url);
-    let mut b = Node::start("B", &binary, kind.env_var(), &broker.url);
+    let mut a = start_node("A", &binary, kind.env_var(), &broker.url);
+    let mut b = start_node("B", &binary, kind.env_var(), &broker.url);
     let url_a = a.wait_for_url();
     let url_b = b.wait_for_url();
     assert_ne!(url_a, url_b, "the two nodes must listen on different ports");

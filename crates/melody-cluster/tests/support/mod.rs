@@ -6,22 +6,23 @@
 //! printed reason, unless `MELODY_TEST_REQUIRE_ALL=1`, which turns the skip into a failure.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../melody/tests/process/mod.rs"]
+mod process;
+
+pub use process::{ExampleServer, example_binary, run_with_timeout};
+
 use std::{
     env,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
     thread,
     time::{Duration, Instant},
 };
 
 /// How long a broker may take to accept connections.
 const BROKER_STARTUP: Duration = Duration::from_secs(10);
-
-/// How long a node may take to connect to its broker and print its URL.
-const URL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Chromium executable used when the `CHROMIUM` environment variable is unset.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
@@ -231,223 +232,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Path of the example binary `name` that `cargo test` built next to this test.
-///
-/// This test runs as `target/<profile>/deps/browser-<hash>`; examples live in
-/// `target/<profile>/examples/`.
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = env::current_exe().expect("cannot locate the running test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test executable location {}", exe.display()));
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", env::consts::EXE_SUFFIX));
-    assert!(
-        binary.is_file(),
-        "example binary {} not found; run `cargo test -p melody-cluster`, which builds it",
-        binary.display()
-    );
-    binary
-}
-
-/// One line of output from a node, tagged with its stream.
-enum OutputLine {
-    Stdout(String),
-    Stderr(String),
-}
-
-/// A running `cluster` node; the process is killed when this is dropped.
-pub struct Node {
-    pub label: &'static str,
-    child: Child,
-    output: Receiver<OutputLine>,
-    seen: Vec<String>,
-}
-
-impl Node {
-    /// Starts `binary` on a free loopback port with its broker in `broker_var` = `broker_url`
-    /// (the other backplane variable removed, so the caller's environment cannot change the
-    /// choice).
-    pub fn start(label: &'static str, binary: &Path, broker_var: &str, broker_url: &str) -> Self {
-        let mut child = Command::new(binary)
+/// Starts a `cluster` node on a free port with its broker in `broker_var` = `broker_url` (the
+/// other backplane variable removed, so the caller's environment cannot change the choice).
+pub fn start_node(label: &str, binary: &Path, broker_var: &str, broker_url: &str) -> ExampleServer {
+    ExampleServer::start(&format!("node {label}"), binary, |command| {
+        command
             .env_remove("REDIS_URL")
             .env_remove("NATS_URL")
-            .env("ADDR", "127.0.0.1:0")
-            .env(broker_var, broker_url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        let (sender, output) = mpsc::channel();
-        forward_lines(
-            child.stdout.take().expect("stdout is piped"),
-            sender.clone(),
-            OutputLine::Stdout,
-        );
-        forward_lines(
-            child.stderr.take().expect("stderr is piped"),
-            sender,
-            OutputLine::Stderr,
-        );
-        Self {
-            label,
-            child,
-            output,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for the first stdout line with an `http://` URL and returns that URL.
-    pub fn wait_for_url(&mut self) -> String {
-        let deadline = Instant::now() + URL_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.output.recv_timeout(left) {
-                Ok(OutputLine::Stdout(line)) => {
-                    let url = extract_url(&line).map(str::to_owned);
-                    self.seen.push(line);
-                    if let Some(url) = url {
-                        return url;
-                    }
-                }
-                Ok(OutputLine::Stderr(line)) => self.seen.push(format!("[stderr] {line}")),
-                Err(RecvTimeoutError::Timeout) => {
-                    let (label, output) = (self.label, self.output_so_far());
-                    panic!(
-                        "node {label} printed no http:// URL on stdout within {URL_TIMEOUT:?}; \
-                         output:\n{output}"
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let (label, status) = (self.label, self.exit_status());
-                    let output = self.output_so_far();
-                    panic!(
-                        "node {label} exited ({status}) before printing an http:// URL; \
-                         output:\n{output}"
-                    )
-                }
-            }
-        }
-    }
-
-    /// Everything the node has printed so far, one line each.
-    pub fn output_so_far(&mut self) -> String {
-        for line in self.output.try_iter() {
-            self.seen.push(match line {
-                OutputLine::Stdout(line) => line,
-                OutputLine::Stderr(line) => format!("[stderr] {line}"),
-            });
-        }
-        self.seen.join("\n")
-    }
-
-    fn exit_status(&mut self) -> String {
-        match self.child.try_wait() {
-            Ok(Some(status)) => status.to_string(),
-            Ok(None) => "still running".to_owned(),
-            Err(err) => format!("status unknown: {err}"),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The first `http://` URL in `line`, up to the next whitespace.
-fn extract_url(line: &str) -> Option<&str> {
-    let start = line.find("http://")?;
-    let rest = &line[start..];
-    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    Some(&rest[..end])
-}
-
-/// Reads `stream` line by line on a thread, sending each line tagged by `tag`. The thread
-/// keeps draining after the receiver is gone, so the node never blocks on a full pipe.
-fn forward_lines<R, F>(stream: R, sender: Sender<OutputLine>, tag: F)
-where
-    R: Read + Send + 'static,
-    F: Fn(String) -> OutputLine + Send + 'static,
-{
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let _ = sender.send(tag(line));
-        }
-    });
-}
-
-/// What a command run by [`run_with_timeout`] did.
-pub struct RunOutcome {
-    /// Whether it exited successfully within the time limit.
-    pub success: bool,
-    /// Its exit status, or a note that it was killed.
-    pub outcome: String,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `command` with captured output, killing it if it outlives `timeout`.
-pub fn run_with_timeout(command: &mut Command, timeout: Duration) -> RunOutcome {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
-
-    // Each stream is read to its end on a thread; both ends mean the process is done.
-    let (sender, done) = mpsc::channel();
-    let stdout = read_to_end_on_thread(
-        child.stdout.take().expect("stdout is piped"),
-        sender.clone(),
-    );
-    let stderr = read_to_end_on_thread(child.stderr.take().expect("stderr is piped"), sender);
-
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    for _ in 0..2 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if let Err(RecvTimeoutError::Timeout) = done.recv_timeout(left) {
-            timed_out = true;
-            break;
-        }
-    }
-    if timed_out {
-        // Killing closes the pipes, which lets the reader threads finish.
-        let _ = child.kill();
-    }
-    let status = child.wait();
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    let (success, outcome) = match status {
-        _ if timed_out => (false, format!("killed after {timeout:?}")),
-        Ok(status) => (status.success(), status.to_string()),
-        Err(err) => (false, format!("status unknown: {err}")),
-    };
-    RunOutcome {
-        success,
-        outcome,
-        stdout,
-        stderr,
-    }
-}
-
-/// Reads `stream` to its end on a thread, then signals `done`; joining yields the text.
-fn read_to_end_on_thread<R>(mut stream: R, done: Sender<()>) -> thread::JoinHandle<String>
-where
-    R: Read + Send + 'static,
-{
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stream.read_to_end(&mut bytes);
-        let _ = done.send(());
-        String::from_utf8_lossy(&bytes).into_owned()
+            .env(broker_var, broker_url);
     })
 }
