@@ -32,6 +32,9 @@ use crate::{
 type Socket = WebSocketStream<Io>;
 type Transport = tokio_websockets::Message;
 
+/// Most inbound frames handled before their replies are written.
+const READ_AHEAD: usize = 64;
+
 /// How long a closed connection keeps reading what the peer still sends before it is dropped.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -151,17 +154,27 @@ impl Connection {
                     }
                 }
                 next = self.socket.next() => {
-                    let end = match next {
-                        Some(Ok(frame)) => self.inbound(frame).await,
-                        Some(Err(error)) => Some(self.failed(Error::from_transport(error))),
-                        None => Some(End::Drop),
-                    };
-                    if let Some(end) = end {
-                        return end;
+                    // Handle every frame that has already arrived, then write all the replies
+                    // with one flush. Replies still go out ahead of a later failure or close:
+                    // the close path writes what is queued before the codec's close frame.
+                    let mut next = next;
+                    for handled in 1.. {
+                        let end = match next {
+                            Some(Ok(frame)) => self.inbound(frame).await,
+                            Some(Err(error)) => Some(self.failed(Error::from_transport(error))),
+                            None => Some(End::Drop),
+                        };
+                        if let Some(end) = end {
+                            return end;
+                        }
+                        if handled == READ_AHEAD {
+                            break;
+                        }
+                        match self.socket.next().now_or_never() {
+                            Some(item) => next = item,
+                            None => break,
+                        }
                     }
-                    // What the handler queued in answer goes out before the next frame is read,
-                    // so replies keep their place relative to a later protocol failure (reading
-                    // ahead here measurably loses that order against the conformance suite).
                     if let Some(wake) = session.outbox().take(&mut self.batch) {
                         if let Some(end) = self.woken(wake).await {
                             return end;
@@ -467,15 +480,10 @@ impl Connection {
     }
 }
 
-/// Resolves when a shutdown's drain timeout has expired.
+/// Resolves when a shutdown's drain timeout has expired. It must not take from the outbox:
+/// the closing handshake it races still has to write what is queued.
 async fn aborted(session: &Session) {
-    let mut ignored = VecDeque::new();
-    loop {
-        // The outbox is sealed by now, so only an abort (or a stray close) wakes it.
-        if let Wake::Abort = session.outbox().wait(&mut ignored).await {
-            return;
-        }
-    }
+    session.outbox().aborted().await;
 }
 
 /// Keeps the session in the registry while it lives; removing it and running the disconnect

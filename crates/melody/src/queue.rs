@@ -157,6 +157,19 @@ impl Outbox {
         .await
     }
 
+    /// Waits for an abort only; queued messages and close requests are left alone.
+    pub(crate) async fn aborted(&self) {
+        poll_fn(|cx| {
+            self.reader.register(cx.waker());
+            if self.aborted.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
     /// Takes what is ready without waiting.
     pub(crate) fn take(&self, batch: &mut VecDeque<Message>) -> Option<Wake> {
         if self.aborted.load(Ordering::Acquire) {

@@ -271,3 +271,31 @@ async fn overflow_close_policy_closes_the_slow_session_with_1008() {
         }
     }
 }
+
+/// Regression: the closing handshake raced a shutdown watcher that could take queued messages
+/// out of the queue and lose them. A message and a close arrive together; the replies the
+/// handler queues for the message must all go out before the close is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_queued_before_a_peer_close_are_all_delivered() {
+    let melody = Melody::new();
+    melody.handle_message(|session, _| {
+        for i in 0..10 {
+            session.write(format!("m{i}")).unwrap();
+        }
+    });
+    let addr = spawn_app(&melody).await;
+    for _ in 0..30 {
+        let mut raw = Raw::connect(addr).await;
+        raw.send_frames(&[(0x81, b"go"), (0x88, &[0x03, 0xe8])])
+            .await;
+        for i in 0..10 {
+            let (opcode, payload) = raw.read_frame().await;
+            assert_eq!(
+                (opcode, payload),
+                (0x1, format!("m{i}").into_bytes()),
+                "reply {i}"
+            );
+        }
+        assert_eq!(raw.read_frame().await.0, 0x8, "then the close");
+    }
+}

@@ -283,6 +283,35 @@ impl Raw {
         self.stream.write_all(&frame).await.unwrap();
     }
 
+    /// Sends several masked frames in one write, so they arrive together.
+    pub async fn send_frames(&mut self, frames: &[(u8, &[u8])]) {
+        let mut bytes = Vec::new();
+        for (first_byte, payload) in frames {
+            let mask = [0x12u8, 0x34, 0x56, 0x78];
+            bytes.push(*first_byte);
+            assert!(payload.len() < 126, "short frames only");
+            bytes.push(0x80 | payload.len() as u8);
+            bytes.extend_from_slice(&mask);
+            bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    /// The next server frame: (opcode, payload).
+    pub async fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        timeout(WAIT, async {
+            loop {
+                if let Some((opcode, payload, used)) = parse_frame(&self.buffer) {
+                    self.buffer.drain(..used);
+                    return (opcode, payload);
+                }
+                self.fill().await;
+            }
+        })
+        .await
+        .expect("no frame in time")
+    }
+
     /// Reads server frames until a close frame; returns its code (1005 if it had none).
     pub async fn read_close_code(&mut self) -> u16 {
         timeout(WAIT, async {
