@@ -300,6 +300,10 @@ impl Connection {
     /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
     async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
         let mut future = AssertUnwindSafe(future).catch_unwind();
+        // Most handlers finish without waiting (their writes find room): skip the machinery.
+        if let Some(result) = (&mut future).now_or_never() {
+            return result.err().map(|panic| self.panicked(handlers, panic));
+        }
         let session = self.session.clone();
         loop {
             tokio::select! {
