@@ -14,16 +14,13 @@ mod process;
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use process::{ExampleServer, example_binary, run_with_timeout};
+use process::{ExampleServer, example_binary, missing_browser_tooling, run_with_timeout};
 
 /// How long a browser script may run before it is killed.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Chromium executable used when the `CHROMIUM` environment variable is unset.
-const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
 #[test]
 fn chat_two_pages_see_each_others_messages() {
@@ -74,7 +71,7 @@ fn run_browser_test(example: &str) {
 /// As [`run_browser_test`], with extra environment for the example and extra script arguments.
 fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&str]) {
     let binary = example_binary(example);
-    if let Some(reason) = missing_prerequisite() {
+    if let Some(reason) = missing_browser_tooling(&browser_dir()) {
         assert!(
             env::var("MELODY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
             "browser test prerequisite missing (MELODY_TEST_REQUIRE_ALL=1): {reason}"
@@ -118,37 +115,4 @@ fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("browser")
-}
-
-/// Returns why the browser tooling cannot run, or `None` when it is all there.
-fn missing_prerequisite() -> Option<String> {
-    let node_runs = Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !node_runs {
-        return Some("`node` was not found on PATH".to_owned());
-    }
-
-    let chromium =
-        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
-    if !chromium.is_file() {
-        return Some(format!(
-            "Chromium not found at {} (set CHROMIUM to its path)",
-            chromium.display()
-        ));
-    }
-
-    let playwright = browser_dir().join("node_modules").join("playwright-core");
-    if !playwright.is_dir() {
-        return Some(format!(
-            "{} is missing (run `npm ci` in {})",
-            playwright.display(),
-            browser_dir().display()
-        ));
-    }
-    None
 }

@@ -24,9 +24,6 @@ use std::{
 /// How long a broker may take to accept connections.
 const BROKER_STARTUP: Duration = Duration::from_secs(10);
 
-/// Chromium executable used when the `CHROMIUM` environment variable is unset.
-const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
-
 /// Whether a missing prerequisite must fail the test instead of skipping it.
 fn require_all() -> bool {
     env::var("MELODY_TEST_REQUIRE_ALL").as_deref() == Ok("1")
@@ -64,35 +61,7 @@ pub fn melody_browser_dir() -> PathBuf {
 
 /// Why the browser tooling cannot run, or `None` when it is all there.
 pub fn missing_browser_tooling() -> Option<String> {
-    let node_runs = Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !node_runs {
-        return Some("`node` was not found on PATH".to_owned());
-    }
-    let chromium =
-        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
-    if !chromium.is_file() {
-        return Some(format!(
-            "Chromium not found at {} (set CHROMIUM to its path)",
-            chromium.display()
-        ));
-    }
-    let playwright = melody_browser_dir()
-        .join("node_modules")
-        .join("playwright-core");
-    if !playwright.is_dir() {
-        return Some(format!(
-            "{} is missing (run `npm ci` in {})",
-            playwright.display(),
-            melody_browser_dir().display()
-        ));
-    }
-    None
+    process::missing_browser_tooling(&melody_browser_dir())
 }
 
 /// Which broker a cluster shares.

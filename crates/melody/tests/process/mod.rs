@@ -11,6 +11,41 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Chromium executable used when the `CHROMIUM` environment variable is unset.
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Why the browser tooling cannot run (Node.js, Chromium, playwright-core installed in
+/// `browser_dir`), or `None` when it is all there.
+pub fn missing_browser_tooling(browser_dir: &Path) -> Option<String> {
+    let node_runs = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !node_runs {
+        return Some("`node` was not found on PATH".to_owned());
+    }
+    let chromium =
+        env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
+    if !chromium.is_file() {
+        return Some(format!(
+            "Chromium not found at {} (set CHROMIUM to its path)",
+            chromium.display()
+        ));
+    }
+    let playwright = browser_dir.join("node_modules").join("playwright-core");
+    if !playwright.is_dir() {
+        return Some(format!(
+            "{} is missing (run `npm ci` in {})",
+            playwright.display(),
+            browser_dir.display()
+        ));
+    }
+    None
+}
+
 /// How long an example may take to print its URL.
 pub const URL_TIMEOUT: Duration = Duration::from_secs(30);
 
