@@ -1,7 +1,9 @@
 //! The per-connection task: one task owns the socket and selects over inbound frames, the
-//! outbound queue, the ping timer, the pong deadline and close requests.
+//! outbox (queued messages, close requests, shutdown aborts) and one liveness timer (pings and
+//! the pong deadline).
 //!
-//! This and `upgrade.rs` are the only files that know the transport (tokio-websockets).
+//! This, `io.rs` and `upgrade.rs` are the only files that know the transport (tokio-websockets
+//! reads and writes control frames; `io.rs` writes data frames).
 
 use std::{
     any::Any, collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe,
