@@ -2,37 +2,31 @@
 //! outbox (queued messages, close requests, shutdown aborts) and one liveness timer (pings and
 //! the pong deadline).
 //!
-//! This, `io.rs` and `upgrade.rs` are the only files that know the transport (tokio-websockets
-//! reads and writes control frames; `io.rs` writes data frames).
+//! This, `io.rs`, `frames.rs` and `upgrade.rs` are the only files that know the transport.
 
 use std::{
     any::Any, collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe,
     pin::Pin, sync::Arc,
 };
 
-use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
-use tokio_websockets::{Limits, ServerBuilder, WebSocketStream};
 use tracing::Instrument;
 
 use crate::{
-    CloseCode, CloseFrame, Error, Keys, Message, Session, Text,
+    Bytes, CloseCode, CloseFrame, Error, Keys, Message, Session,
+    frames::{Control, Inbound, close_payload},
     handlers::{BoxFuture, Handlers, OnMessage},
-    io::Io,
+    io::{Io, Socket},
     melody::Hub,
     queue::Wake,
     shutdown::TaskGuard,
     stats::Reason,
     upgrade::Slot,
 };
-
-type Socket = WebSocketStream<Io>;
-type Transport = tokio_websockets::Message;
 
 /// Most inbound frames handled before their replies are written.
 const READ_AHEAD: usize = 64;
@@ -65,8 +59,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
-        let limits = Limits::default().max_payload_len(Some(hub.config.max_message_size));
-        let socket = ServerBuilder::new().limits(limits).serve(Io::new(upgraded));
+        let socket = Socket::new(Io::new(upgraded), hub.config.max_message_size);
         let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
         tracing::Span::current().record("id", session.id().as_u64());
         Connection::new(socket, session).run().await;
@@ -78,8 +71,8 @@ pub(crate) fn spawn(
 enum End {
     /// We close: write what is queued, send this frame, wait for the peer's answer.
     Close(CloseFrame),
-    /// The peer closed: the transport has queued the echo of its close frame.
-    Answer,
+    /// The peer closed (with this code, if any): echo its close frame.
+    Answer(Option<CloseCode>),
     /// The connection is unusable: drop it.
     Drop,
 }
@@ -162,8 +155,8 @@ impl Connection {
                     let mut next = next;
                     for handled in 1.. {
                         let end = match next {
-                            Some(Ok(frame)) => self.inbound(frame).await,
-                            Some(Err(error)) => Some(self.failed(Error::from_transport(error))),
+                            Some(Ok(item)) => self.inbound(item).await,
+                            Some(Err(error)) => Some(self.failed(Error::Io(error))),
                             None => Some(End::Drop),
                         };
                         if let Some(end) = end {
@@ -177,10 +170,16 @@ impl Connection {
                             None => break,
                         }
                     }
-                    if let Some(wake) = session.outbox().take(&mut self.batch) {
-                        if let Some(end) = self.woken(wake).await {
-                            return end;
+                    let end = match session.outbox().take(&mut self.batch) {
+                        Some(wake) => self.woken(wake).await,
+                        // Pongs go out even when there is nothing else to write.
+                        None if self.socket.has_control() => {
+                            self.write_batch().await.err().map(|error| self.failed(error))
                         }
+                        None => None,
+                    };
+                    if let Some(end) = end {
+                        return end;
                     }
                 }
                 () = &mut self.timer => {
@@ -206,63 +205,66 @@ impl Connection {
     }
 
     /// Handles one inbound frame; `Some` ends the session.
-    async fn inbound(&mut self, frame: Transport) -> Option<End> {
+    async fn inbound(&mut self, item: Inbound) -> Option<End> {
         let handlers = self.session.hub().handlers_full();
-        if frame.is_text() || frame.is_binary() {
-            self.session
-                .hub()
-                .counters
-                .received(frame.as_payload().len());
-            if self
-                .rate_limit
-                .as_ref()
-                .is_some_and(|limit| limit.check().is_err())
-            {
-                return Some(self.failed(Error::RateLimited));
-            }
+        let data_len = match &item {
+            Inbound::Text(text) => Some(text.len()),
+            Inbound::Binary(bytes) => Some(bytes.len()),
+            _ => None,
+        };
+        if data_len.is_some_and(|len| self.over_rate_limit(len)) {
+            return Some(self.failed(Error::RateLimited));
         }
-        if frame.is_text() {
-            let Ok(text) = Text::try_from_bytes(frame.into_payload().into()) else {
-                // The transport validates text, so this is a defence, not a path.
-                handlers.report(&self.session, &Error::InvalidUtf8);
-                let code = CloseCode::INVALID_FRAME_PAYLOAD_DATA;
-                return Some(End::Close(CloseFrame::new(code, "invalid utf-8")));
-            };
-            if let Some(router) = handlers.router.as_ref().filter(|r| r.is_active()) {
-                let (router, session) = (router.clone(), self.session.clone());
-                let routed = Box::pin(async move { router.dispatch(&session, text).await });
-                return self.run_async(&handlers, routed).await;
-            }
-            match &handlers.message {
-                Some(handler) => self.dispatch(&handlers, handler, text).await,
-                None => None,
-            }
-        } else if frame.is_binary() {
-            let bytes = Bytes::from(frame.into_payload());
-            match &handlers.message_binary {
-                Some(handler) => self.dispatch(&handlers, handler, bytes).await,
-                None => None,
-            }
-        } else if frame.is_pong() {
-            // The timer notices the later deadline when it next fires.
-            self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
-            let pong = handlers.pong.as_ref()?;
-            guarded(|| pong(&self.session))
-                .err()
-                .map(|p| self.panicked(&handlers, p))
-        } else if frame.is_close() {
-            let frame = CloseFrame::from_payload(frame.as_payload())
-                .unwrap_or_else(|_| CloseFrame::new(CloseCode::PROTOCOL_ERROR, ""));
-            if let Some(close) = &handlers.close {
-                if let Err(panic) = guarded(|| close(&self.session, &frame)) {
-                    handlers.report(&self.session, &panic_error(panic));
+        match item {
+            Inbound::Text(text) => {
+                if let Some(router) = handlers.router.as_ref().filter(|r| r.is_active()) {
+                    let (router, session) = (router.clone(), self.session.clone());
+                    let routed = Box::pin(async move { router.dispatch(&session, text).await });
+                    return self.run_async(&handlers, routed).await;
+                }
+                match &handlers.message {
+                    Some(handler) => self.dispatch(&handlers, handler, text).await,
+                    None => None,
                 }
             }
-            Some(End::Answer)
-        } else {
-            // Pings are answered by the transport.
-            None
+            Inbound::Binary(bytes) => match &handlers.message_binary {
+                Some(handler) => self.dispatch(&handlers, handler, bytes).await,
+                None => None,
+            },
+            Inbound::Ping(payload) => {
+                // Answered with the next write, after the frames that already arrived.
+                self.socket.queue_control(Control::Pong, &payload);
+                None
+            }
+            Inbound::Pong => {
+                // The timer notices the later deadline when it next fires.
+                self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
+                let pong = handlers.pong.as_ref()?;
+                guarded(|| pong(&self.session))
+                    .err()
+                    .map(|p| self.panicked(&handlers, p))
+            }
+            Inbound::Close(frame) => {
+                let code = frame.as_ref().map(CloseFrame::code);
+                let frame =
+                    frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS_RECEIVED, ""));
+                if let Some(close) = &handlers.close {
+                    if let Err(panic) = guarded(|| close(&self.session, &frame)) {
+                        handlers.report(&self.session, &panic_error(panic));
+                    }
+                }
+                Some(End::Answer(code))
+            }
+            Inbound::Violation(error) => Some(self.failed(error)),
         }
+    }
+
+    /// Counts a received data message; whether it is over the rate limit.
+    fn over_rate_limit(&self, len: usize) -> bool {
+        self.session.hub().counters.received(len);
+        self.rate_limit
+            .as_ref()
+            .is_some_and(|limit| limit.check().is_err())
     }
 
     /// Runs a message handler: inline, or in its own task under concurrent message handling.
@@ -334,16 +336,9 @@ impl Connection {
         let write_wait = self.session.hub().config.write_wait;
         let written = {
             let (socket, batch) = (&mut self.socket, &self.batch);
-            let mut write = std::pin::pin!(async move {
-                // Control frames the codec queued (pongs) go first and whole, so frames never
-                // interleave on the wire.
-                socket.flush().await.map_err(Error::from_transport)?;
-                socket
-                    .get_mut()
-                    .write_frames(batch)
-                    .await
-                    .map_err(Error::Io)
-            });
+            // Control frames (pongs) go first and whole, so frames never interleave.
+            let mut write =
+                std::pin::pin!(async move { socket.write(batch).await.map_err(Error::Io) });
             // Most writes complete at once (the socket buffer has room); only a write that has
             // to wait pays for a timer.
             match write.as_mut().now_or_never() {
@@ -403,9 +398,10 @@ impl Connection {
 
     async fn send_ping(&mut self) -> Result<(), Error> {
         let write_wait = self.session.hub().config.write_wait;
-        match timeout(write_wait, self.socket.send(Transport::ping(Bytes::new()))).await {
+        self.socket.queue_control(Control::Ping, &[]);
+        match timeout(write_wait, self.socket.write(&VecDeque::new())).await {
             Err(_) => Err(Error::WriteTimeout(write_wait)),
-            Ok(result) => result.map_err(Error::from_transport),
+            Ok(result) => result.map_err(Error::Io),
         }
     }
 
@@ -423,8 +419,7 @@ impl Connection {
         }
         self.session.hub().handlers().report(&self.session, &error);
         match error.close_code() {
-            // For most peer violations the transport has already queued this close frame; then
-            // ours is refused and theirs goes out.
+            // After a violation nothing more is read, so the close does not wait for the peer's.
             Some(code) => End::Close(CloseFrame::new(code, error.to_string())),
             None => End::Drop,
         }
@@ -449,30 +444,26 @@ impl Connection {
             if matches!(end, End::Drop) {
                 return Ok(());
             }
-            // Messages queued before the close go out first, written directly: the codec may
-            // already hold a close frame of its own (a peer's close, a protocol error), which
-            // it sends when read again below.
+            // Messages queued before the close go out first, then the close frame.
             batch.extend(outbox_session.outbox().drain());
-            if !batch.is_empty() {
-                socket.get_mut().write_frames(batch).await?;
-                batch.clear();
+            socket.write(batch).await?;
+            batch.clear();
+            let payload = match &end {
+                End::Close(frame) => close_payload(frame.code(), frame.reason()),
+                End::Answer(Some(code)) => close_payload(*code, ""),
+                _ => Bytes::new(),
+            };
+            socket.queue_control(Control::Close, &payload);
+            socket.write(batch).await?;
+            if matches!(end, End::Close(_)) {
+                // Wait for the peer's close (or the end of the stream), dropping what comes first.
+                while let Some(Ok(item)) = socket.next().await {
+                    if matches!(item, Inbound::Close(_)) {
+                        break;
+                    }
+                }
             }
-            if let End::Close(frame) = &end {
-                // Refused when the codec already queued a close of its own.
-                let _ = socket.send(close_transport(frame)).await;
-            }
-            // Reading on flushes the close frame and waits for the peer's.
-            while socket.next().await.is_some() {}
-            // Then end the TCP stream gracefully: send our FIN and read what the peer still had
-            // in flight. Dropping a socket with unread input makes the kernel reset the
-            // connection, and a reset can destroy the last frames we sent before the peer reads
-            // them.
-            let io = socket.get_mut();
-            io.shutdown().await?;
-            let mut discard = [0u8; 512];
-            // A peer that keeps its side open is not waited for beyond a short linger.
-            while let Ok(Ok(1..)) = timeout(LINGER, io.read(&mut discard)).await {}
-            Ok::<(), std::io::Error>(())
+            socket.finish(LINGER).await
         };
         let session = self.session.clone();
         tokio::select! {
@@ -526,13 +517,6 @@ impl Drop for Registered {
                 handlers.report(session, &panic_error(panic));
             }
         }
-    }
-}
-
-fn close_transport(frame: &CloseFrame) -> Transport {
-    match tokio_websockets::CloseCode::try_from(frame.code().as_u16()) {
-        Ok(code) if !code.is_reserved() => Transport::close(Some(code), frame.reason()),
-        _ => Transport::close(None, ""),
     }
 }
 

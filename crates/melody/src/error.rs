@@ -108,19 +108,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// Maps a transport error onto ours; the transport's types never leave the crate.
-    pub(crate) fn from_transport(error: tokio_websockets::Error) -> Self {
-        use tokio_websockets::{Error as E, proto::ProtocolError as P};
-        match error {
-            E::PayloadTooLong { len, max_len } => Self::MessageTooBig { len, max: max_len },
-            E::Protocol(P::InvalidUtf8) => Self::InvalidUtf8,
-            E::Protocol(violation) => Self::Protocol(violation.to_string()),
-            E::Io(io) => Self::Io(io),
-            E::AlreadyClosed => Self::WriteClosed,
-            other => Self::Io(std::io::Error::other(other.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -149,22 +136,5 @@ mod tests {
         for (error, code) in rows {
             assert_eq!(error.close_code().map(u16::from), code, "{error}");
         }
-    }
-
-    #[test]
-    fn transport_errors_map_to_ours() {
-        use tokio_websockets::{Error as E, proto::ProtocolError as P};
-        assert!(matches!(
-            Error::from_transport(E::PayloadTooLong { len: 9, max_len: 8 }),
-            Error::MessageTooBig { len: 9, max: 8 }
-        ));
-        assert!(matches!(
-            Error::from_transport(E::Protocol(P::InvalidUtf8)),
-            Error::InvalidUtf8
-        ));
-        assert!(matches!(
-            Error::from_transport(E::Protocol(P::InvalidOpcode)),
-            Error::Protocol(_)
-        ));
     }
 }

@@ -1,24 +1,29 @@
 //! The byte stream under a session: the TCP stream itself when the server is hyper over TCP
-//! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream.
+//! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream; and [`Socket`],
+//! the WebSocket connection on top of it.
 //!
-//! Data frames are written here directly (see [`Io::write_frames`]); the WebSocket codec reads,
-//! and writes only control frames (pings, pongs, closes).
+//! Reads go through a buffer on the stack into [`FrameReader`]; writes are vectored, straight
+//! from the messages' shared payloads. Between bursts a session holds no buffer at all.
 //!
 //! Taking the TCP stream back from hyper (`Upgraded::downcast`) removes two layers of dynamic
 //! dispatch from every read and write and lets the session turn Nagle's algorithm off.
 
 use std::{
+    collections::VecDeque,
+    future::poll_fn,
     io::{self, IoSlice},
+    mem::MaybeUninit,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
-use std::collections::VecDeque;
-
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use crate::Message;
+use crate::{
+    Message,
+    frames::{Control, FrameReader, Inbound},
+};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::{
@@ -57,26 +62,115 @@ impl Io {
     }
 }
 
+/// Bytes read per system call. The buffer lives on the stack only while a read is parsed.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A WebSocket connection, server side: frames in, frames out.
+pub(crate) struct Socket {
+    io: Io,
+    reader: FrameReader,
+    /// Encoded control frames (pongs, pings, the close) waiting for the next write.
+    control: BytesMut,
+}
+
+impl Socket {
+    pub(crate) fn new(io: Io, max_message: usize) -> Self {
+        Self {
+            io,
+            reader: FrameReader::new(max_message),
+            control: BytesMut::new(),
+        }
+    }
+
+    /// The next thing the client sent. `None` once the stream has ended: the client closed
+    /// the TCP stream, or a close frame or a violation ended reading.
+    pub(crate) async fn next(&mut self) -> Option<io::Result<Inbound>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Inbound>>> {
+        loop {
+            if let Some(item) = self.reader.pop() {
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if self.reader.is_done() {
+                return Poll::Ready(None);
+            }
+            let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut buf);
+            if let Err(error) = ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                return Poll::Ready(Some(Err(error)));
+            }
+            if buf.filled().is_empty() {
+                return Poll::Ready(None);
+            }
+            self.reader.feed(buf.filled());
+        }
+    }
+
+    /// Queues a control frame for the next write.
+    pub(crate) fn queue_control(&mut self, kind: Control, payload: &[u8]) {
+        crate::frames::put_control(&mut self.control, kind, payload);
+    }
+
+    /// Whether control frames are waiting to be written.
+    pub(crate) fn has_control(&self) -> bool {
+        !self.control.is_empty()
+    }
+
+    /// Writes the queued control frames, then `messages`, and flushes.
+    pub(crate) async fn write(&mut self, messages: &VecDeque<Message>) -> io::Result<()> {
+        let control = std::mem::take(&mut self.control);
+        self.io.write_frames(&control, messages).await
+    }
+
+    /// Ends the TCP stream gracefully: our FIN, then what the peer still had in flight is read
+    /// and dropped for a short while. Dropping a socket with unread input makes the kernel reset
+    /// the connection, and a reset can destroy the last frames we sent before the peer reads
+    /// them.
+    pub(crate) async fn finish(&mut self, linger: std::time::Duration) -> io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        self.io.shutdown().await?;
+        let mut discard = [0u8; 512];
+        while let Ok(Ok(1..)) = tokio::time::timeout(linger, self.io.read(&mut discard)).await {}
+        Ok(())
+    }
+}
+
 /// Messages per vectored write: two slices each (header, payload), well under `IOV_MAX`.
 const FRAMES_PER_WRITE: usize = 64;
 
 impl Io {
-    /// Writes data messages as server frames (RFC 6455 section 5.2: unmasked, one frame per
-    /// message) with vectored writes, then flushes. The payloads are written from their shared
-    /// buffers, never copied; only the few header bytes are built here.
-    pub(crate) async fn write_frames(&mut self, messages: &VecDeque<Message>) -> io::Result<()> {
+    /// Writes `prefix` (encoded control frames), then data messages as server frames
+    /// (RFC 6455 section 5.2: unmasked, one frame per message) with vectored writes, then
+    /// flushes. The payloads are written from their shared buffers, never copied; only the few
+    /// header bytes are built here.
+    async fn write_frames(
+        &mut self,
+        prefix: &[u8],
+        messages: &VecDeque<Message>,
+    ) -> io::Result<()> {
         let (front, back) = messages.as_slices();
-        for chunk in front
+        let mut prefix = Some(prefix).filter(|p| !p.is_empty());
+        let chunks = front
             .chunks(FRAMES_PER_WRITE)
             .chain(back.chunks(FRAMES_PER_WRITE))
-        {
+            .filter(|chunk| !chunk.is_empty());
+        // A write of control frames alone still has to happen.
+        let empty: &[Message] = &[];
+        let lone = prefix.is_some() && messages.is_empty();
+        for chunk in chunks.chain(lone.then_some(empty)) {
             let mut headers = [[0u8; 10]; FRAMES_PER_WRITE];
             let mut lens = [0usize; FRAMES_PER_WRITE];
             for (i, message) in chunk.iter().enumerate() {
                 lens[i] = frame_header(message, &mut headers[i]);
             }
-            let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2];
+            let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2 + 1];
             let mut used = 0;
+            if let Some(prefix) = prefix.take() {
+                slices[0] = IoSlice::new(prefix);
+                used = 1;
+            }
             for (i, message) in chunk.iter().enumerate() {
                 slices[used] = IoSlice::new(&headers[i][..lens[i]]);
                 used += 1;

@@ -8,6 +8,7 @@ pub mod channels;
 mod config;
 mod connection;
 mod error;
+mod frames;
 mod handlers;
 mod io;
 mod melody;

@@ -1,0 +1,390 @@
+//! The WebSocket protocol as a server reads it (RFC 6455 section 5): client frames are parsed as
+//! their bytes arrive, whatever the chunking, into whole messages and control frames.
+//!
+//! The reader owns no read buffer: the connection reads into a stack buffer and feeds the bytes
+//! here, where payloads are unmasked straight into a buffer of the message's own size. Only the
+//! few header bytes of a frame split across reads are kept, in place. An idle session so holds
+//! no buffer at all, which is what keeps its memory at a few hundred bytes.
+//!
+//! Text is validated as it arrives, so invalid UTF-8 fails the connection at the first bad byte,
+//! not at the end of the message.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::{CloseCode, CloseFrame, Error, Text};
+
+/// What the client sent, in order.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    Text(Text),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    /// A close frame: its code and reason, or `None` for an empty payload.
+    Close(Option<CloseFrame>),
+    /// The client broke the protocol; nothing after this is read.
+    Violation(Error),
+}
+
+/// The most a message buffer reserves ahead of the bytes that have arrived: a header can claim
+/// any length, and memory is spent only on what the peer actually sends.
+const MAX_RESERVE_AHEAD: usize = 64 * 1024;
+
+/// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
+const MAX_HEADER: usize = 14;
+
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// The frame whose payload is arriving.
+#[derive(Debug)]
+struct Frame {
+    opcode: u8,
+    fin: bool,
+    mask: [u8; 4],
+    /// Payload bytes received so far (the mask's phase).
+    received: usize,
+    remaining: usize,
+}
+
+/// A text or binary message being assembled from one or more frames.
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    data: BytesMut,
+    /// How many bytes of `data` are known to be valid UTF-8; the rest (at most 3 bytes) are the
+    /// start of a character whose end has not arrived.
+    checked: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    max_message: usize,
+    header: [u8; MAX_HEADER],
+    header_len: u8,
+    frame: Option<Frame>,
+    message: Option<Assembly>,
+    /// Payload of the control frame being received (at most 125 bytes).
+    control: BytesMut,
+    ready: VecDeque<Inbound>,
+    /// A close frame or a violation has been read: the rest of the stream is ignored.
+    done: bool,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max_message: usize) -> Self {
+        Self {
+            max_message,
+            header: [0; MAX_HEADER],
+            header_len: 0,
+            frame: None,
+            message: None,
+            control: BytesMut::new(),
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next complete item, if one has been read.
+    pub(crate) fn pop(&mut self) -> Option<Inbound> {
+        let item = self.ready.pop_front();
+        if self.ready.is_empty() && self.ready.capacity() > 16 {
+            // A burst grew the queue; an idle session should not keep it.
+            self.ready = VecDeque::new();
+        }
+        item
+    }
+
+    /// Whether the stream has ended for the reader (close frame or violation read).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Parses bytes as they came off the socket.
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.done {
+            let step = match self.frame {
+                None => self.read_header(data),
+                Some(_) => Ok(self.read_payload(data)),
+            };
+            match step {
+                Ok(used) => data = &data[used..],
+                Err(violation) => {
+                    self.ready.push_back(Inbound::Violation(violation));
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    /// Consumes header bytes; a complete header starts a frame. Returns the bytes used.
+    fn read_header(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let have = usize::from(self.header_len);
+        let take = (MAX_HEADER - have).min(data.len());
+        self.header[have..have + take].copy_from_slice(&data[..take]);
+        let available = have + take;
+        if have < 2 && available >= 2 {
+            // The first two bytes tell most violations: fail before waiting for the rest.
+            check_start(self.header[0], self.header[1])?;
+        }
+        let Some(header_len) = header_len(&self.header[..available]) else {
+            self.header_len = available as u8;
+            return Ok(take);
+        };
+        let header = self.header;
+        self.header_len = 0;
+        self.start_frame(&header[..header_len])?;
+        Ok(header_len - have)
+    }
+
+    fn start_frame(&mut self, header: &[u8]) -> Result<(), Error> {
+        let (b0, b1) = (header[0], header[1]);
+        let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
+        let (len, mask_at) = match b1 & 0x7F {
+            126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), 4),
+            127 => {
+                let len = u64::from_be_bytes(header[2..10].try_into().expect("8 bytes"));
+                if len >> 63 != 0 {
+                    return Err(protocol("frame length has its most significant bit set"));
+                }
+                (len, 10)
+            }
+            short => (u64::from(short), 2),
+        };
+        let mask = header[mask_at..mask_at + 4].try_into().expect("4 bytes");
+        if opcode < CLOSE {
+            self.start_data(opcode, len)?;
+        }
+        self.frame = Some(Frame {
+            opcode,
+            fin,
+            mask,
+            received: 0,
+            remaining: len as usize,
+        });
+        if len == 0 {
+            self.end_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Checks a data frame against the message in progress and the size limit.
+    fn start_data(&mut self, opcode: u8, len: u64) -> Result<(), Error> {
+        let so_far = match (&self.message, opcode) {
+            (None, CONTINUATION) => return Err(protocol("continuation frame without a message")),
+            (Some(_), TEXT | BINARY) => {
+                return Err(protocol("new message before the previous one ended"));
+            }
+            (Some(message), _) => message.data.len(),
+            (None, _) => 0,
+        };
+        let total = usize::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(so_far))
+            .filter(|&total| total <= self.max_message)
+            .ok_or(Error::MessageTooBig {
+                len: usize::try_from(len)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(so_far),
+                max: self.max_message,
+            })?;
+        let message = self.message.get_or_insert_with(|| Assembly {
+            text: opcode == TEXT,
+            data: BytesMut::new(),
+            checked: 0,
+        });
+        message
+            .data
+            .reserve((total - so_far).min(MAX_RESERVE_AHEAD));
+        Ok(())
+    }
+
+    /// Consumes payload bytes of the current frame. Returns the bytes used.
+    fn read_payload(&mut self, data: &[u8]) -> usize {
+        let frame = self.frame.as_mut().expect("a frame is in progress");
+        let take = frame.remaining.min(data.len());
+        let target = if frame.opcode >= CLOSE {
+            &mut self.control
+        } else {
+            &mut self
+                .message
+                .as_mut()
+                .expect("data frames belong to a message")
+                .data
+        };
+        let start = target.len();
+        target.put_slice(&data[..take]);
+        unmask(&mut target[start..], frame.mask, frame.received);
+        frame.received += take;
+        frame.remaining -= take;
+        let (is_data, done) = (frame.opcode < CLOSE, frame.remaining == 0);
+        let mut result = Ok(());
+        if is_data {
+            result = self.check_text();
+        }
+        if result.is_ok() && done {
+            result = self.end_frame();
+        }
+        if let Err(violation) = result {
+            self.ready.push_back(Inbound::Violation(violation));
+            self.done = true;
+        }
+        take
+    }
+
+    /// Validates the newly arrived bytes of a text message.
+    fn check_text(&mut self) -> Result<(), Error> {
+        let Some(message) = self.message.as_mut().filter(|m| m.text) else {
+            return Ok(());
+        };
+        match std::str::from_utf8(&message.data[message.checked..]) {
+            Ok(_) => message.checked = message.data.len(),
+            // The end of the input cuts a character short: wait for the rest.
+            Err(error) if error.error_len().is_none() => message.checked += error.valid_up_to(),
+            Err(_) => return Err(Error::InvalidUtf8),
+        }
+        Ok(())
+    }
+
+    fn end_frame(&mut self) -> Result<(), Error> {
+        let frame = self.frame.take().expect("a frame is in progress");
+        let item = match frame.opcode {
+            PING => Inbound::Ping(self.control.split().freeze()),
+            PONG => {
+                self.control = BytesMut::new();
+                Inbound::Pong
+            }
+            CLOSE => {
+                let close = parse_close(&self.control)?;
+                self.control = BytesMut::new();
+                self.done = true;
+                Inbound::Close(close)
+            }
+            _ if !frame.fin => return Ok(()),
+            _ => {
+                let message = self
+                    .message
+                    .take()
+                    .expect("data frames belong to a message");
+                let data = message.data.freeze();
+                if !message.text {
+                    Inbound::Binary(data)
+                } else if message.checked == data.len() {
+                    Inbound::Text(Text::try_from_bytes(data).map_err(|_| Error::InvalidUtf8)?)
+                } else {
+                    // The message ended inside a character.
+                    return Err(Error::InvalidUtf8);
+                }
+            }
+        };
+        self.ready.push_back(item);
+        Ok(())
+    }
+}
+
+/// Checks what the first two bytes of a client frame say on their own.
+fn check_start(b0: u8, b1: u8) -> Result<(), Error> {
+    if b0 & 0x70 != 0 {
+        return Err(protocol("reserved bits set without a negotiated extension"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(protocol("client frame is not masked"));
+    }
+    match b0 & 0x0F {
+        CLOSE | PING | PONG if b0 & 0x80 == 0 => Err(protocol("fragmented control frame")),
+        CLOSE | PING | PONG if b1 & 0x7F > 125 => {
+            Err(protocol("control frame longer than 125 bytes"))
+        }
+        CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => Ok(()),
+        _ => Err(protocol("unknown opcode")),
+    }
+}
+
+/// The length of the header at the start of `bytes`, once all of it is there.
+fn header_len(bytes: &[u8]) -> Option<usize> {
+    let len = match bytes.get(1)? & 0x7F {
+        126 => 2 + 2 + 4,
+        127 => 2 + 8 + 4,
+        _ => 2 + 4,
+    };
+    (bytes.len() >= len).then_some(len)
+}
+
+/// A close payload as RFC 6455 section 7.4 allows it: empty, or a code that may be sent
+/// followed by UTF-8.
+fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, Error> {
+    let (code, reason) = match payload {
+        [] => return Ok(None),
+        [_] => return Err(protocol("close payload of one byte")),
+        [hi, lo, reason @ ..] => (u16::from_be_bytes([*hi, *lo]), reason),
+    };
+    let code = CloseCode::new(code)
+        .filter(|&code| may_travel(code))
+        .ok_or_else(|| protocol("invalid close code"))?;
+    let reason = std::str::from_utf8(reason).map_err(|_| Error::InvalidUtf8)?;
+    Ok(Some(CloseFrame::new(code, reason)))
+}
+
+/// Whether a close frame may carry this code: the registered ones that are not only reported
+/// locally, and the ranges for libraries and applications.
+fn may_travel(code: CloseCode) -> bool {
+    matches!(code.as_u16(), 1000..=1015 | 3000..=4999) && !code.is_reserved()
+}
+
+/// The payload of a close frame we send: the code and reason, or nothing when the code may not
+/// travel (1005 stands for "no code").
+pub(crate) fn close_payload(code: CloseCode, reason: &str) -> Bytes {
+    if may_travel(code) {
+        crate::format_close_message(code, reason)
+    } else {
+        Bytes::new()
+    }
+}
+
+fn protocol(what: &str) -> Error {
+    Error::Protocol(what.to_owned())
+}
+
+/// XORs client payload bytes with the frame's mask; `phase` is how many payload bytes of the
+/// frame came before these.
+fn unmask(bytes: &mut [u8], mask: [u8; 4], phase: usize) {
+    let key: [u8; 4] = std::array::from_fn(|i| mask[(phase + i) % 4]);
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = bytes.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes((&*chunk).try_into().expect("8 bytes")) ^ wide;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+}
+
+/// Encodes a server control frame (unmasked, at most 125 bytes of payload) onto `out`.
+pub(crate) fn put_control(out: &mut BytesMut, opcode: Control, payload: &[u8]) {
+    debug_assert!(payload.len() <= 125);
+    out.reserve(2 + payload.len());
+    out.put_u8(0x80 | opcode as u8);
+    out.put_u8(payload.len() as u8);
+    out.put_slice(payload);
+}
+
+/// The control frames a server sends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Control {
+    Close = CLOSE as isize,
+    Ping = PING as isize,
+    Pong = PONG as isize,
+}
+
+#[cfg(test)]
+#[path = "frames_tests.rs"]
+mod tests;
