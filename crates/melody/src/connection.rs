@@ -9,7 +9,7 @@ use std::{
     pin::Pin, sync::Arc,
 };
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, future::CatchUnwind};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
@@ -46,8 +46,11 @@ pub(crate) fn spawn(
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
     slot: Slot,
 ) {
-    let span = tracing::debug_span!("melody_session", id = tracing::field::Empty);
     let task_guard = TaskGuard::new(hub.clone());
+    // Built before the task so that the task does not carry the request parts: what an async
+    // block captures keeps its room in the task for the task's whole life.
+    let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
+    let span = tracing::debug_span!("melody_session", id = session.id().as_u64());
     let task = async move {
         // The slot and the task count are released when this task ends, however it ends.
         let _slot = slot;
@@ -59,9 +62,7 @@ pub(crate) fn spawn(
                 return;
             }
         };
-        let socket = Socket::new(Io::new(upgraded), hub.config.max_message_size);
-        let session = Session::new(hub.clone(), hub.next_id(), request, keys, addrs);
-        tracing::Span::current().record("id", session.id().as_u64());
+        let socket = Socket::new(Io::new(upgraded), session.hub().config.max_message_size);
         Connection::new(socket, session).run().await;
     };
     tokio::spawn(task.instrument(span));
@@ -87,7 +88,8 @@ struct Connection {
     timer: Pin<Box<Sleep>>,
     next_ping: Instant,
     pong_deadline: Instant,
-    rate_limit: Option<DefaultDirectRateLimiter>,
+    /// Boxed: most hubs set no limit, and a session should not carry its room.
+    rate_limit: Option<Box<DefaultDirectRateLimiter>>,
 }
 
 impl Connection {
@@ -97,7 +99,9 @@ impl Connection {
         let next_ping = now + config.effective_ping_period();
         let pong_deadline = now + config.pong_wait;
         let timer = Box::pin(sleep_until(next_ping.min(pong_deadline)));
-        let rate_limit = config.rate_limit_quota().map(RateLimiter::direct);
+        let rate_limit = config
+            .rate_limit_quota()
+            .map(|quota| Box::new(RateLimiter::direct(quota)));
         Self {
             socket,
             session,
@@ -133,7 +137,9 @@ impl Connection {
             None => self.active().await,
         };
         self.session.mark_closed();
-        self.close(end).await;
+        // Boxed: the closing phase runs once, and kept inline it would add its size to every
+        // idle session's task.
+        Box::pin(self.close(end)).await;
         drop(registered);
     }
 
@@ -308,6 +314,15 @@ impl Connection {
         if let Some(result) = (&mut future).now_or_never() {
             return result.err().map(|panic| self.panicked(handlers, panic));
         }
+        // Boxed for the same reason as the closing phase: rare, and not to be paid for inline.
+        Box::pin(self.drive_waiting(handlers, future)).await
+    }
+
+    async fn drive_waiting(
+        &mut self,
+        handlers: &Arc<Handlers>,
+        mut future: CatchUnwind<AssertUnwindSafe<BoxFuture>>,
+    ) -> Option<End> {
         let session = self.session.clone();
         loop {
             tokio::select! {
@@ -340,10 +355,10 @@ impl Connection {
             let mut write =
                 std::pin::pin!(async move { socket.write(batch).await.map_err(Error::Io) });
             // Most writes complete at once (the socket buffer has room); only a write that has
-            // to wait pays for a timer.
+            // to wait pays for a timer, boxed so that it takes no room in an idle session.
             match write.as_mut().now_or_never() {
                 Some(result) => Ok(result),
-                None => timeout(write_wait, write).await,
+                None => Box::pin(timeout(write_wait, write)).await,
             }
         };
         match written {
@@ -397,12 +412,8 @@ impl Connection {
     }
 
     async fn send_ping(&mut self) -> Result<(), Error> {
-        let write_wait = self.session.hub().config.write_wait;
         self.socket.queue_control(Control::Ping, &[]);
-        match timeout(write_wait, self.socket.write(&VecDeque::new())).await {
-            Err(_) => Err(Error::WriteTimeout(write_wait)),
-            Ok(result) => result.map_err(Error::Io),
-        }
+        self.write_batch().await
     }
 
     /// Reports an error and decides how the session ends because of it.

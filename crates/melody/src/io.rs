@@ -140,6 +140,14 @@ impl Socket {
 /// Messages per vectored write: two slices each (header, payload), well under `IOV_MAX`.
 const FRAMES_PER_WRITE: usize = 64;
 
+/// How far a write of control bytes and messages has got. The bytes to write are a sequence of
+/// segments: the control bytes, then the header and payload of each message.
+#[derive(Default)]
+struct Cursor {
+    segment: usize,
+    offset: usize,
+}
+
 impl Io {
     /// Writes `prefix` (encoded control frames), then data messages as server frames
     /// (RFC 6455 section 5.2: unmasked, one frame per message) with vectored writes, then
@@ -150,54 +158,91 @@ impl Io {
         prefix: &[u8],
         messages: &VecDeque<Message>,
     ) -> io::Result<()> {
-        let (front, back) = messages.as_slices();
-        let mut prefix = Some(prefix).filter(|p| !p.is_empty());
-        let chunks = front
-            .chunks(FRAMES_PER_WRITE)
-            .chain(back.chunks(FRAMES_PER_WRITE))
-            .filter(|chunk| !chunk.is_empty());
-        // A write of control frames alone still has to happen.
-        let empty: &[Message] = &[];
-        let lone = prefix.is_some() && messages.is_empty();
-        for chunk in chunks.chain(lone.then_some(empty)) {
-            let mut headers = [[0u8; 10]; FRAMES_PER_WRITE];
-            let mut lens = [0usize; FRAMES_PER_WRITE];
-            for (i, message) in chunk.iter().enumerate() {
-                lens[i] = frame_header(message, &mut headers[i]);
-            }
-            let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2 + 1];
-            let mut used = 0;
-            if let Some(prefix) = prefix.take() {
-                slices[0] = IoSlice::new(prefix);
-                used = 1;
-            }
-            for (i, message) in chunk.iter().enumerate() {
-                slices[used] = IoSlice::new(&headers[i][..lens[i]]);
-                used += 1;
-                if !message.is_empty() {
-                    slices[used] = IoSlice::new(message.as_bytes());
-                    used += 1;
-                }
-            }
-            self.write_all_vectored(&mut slices[..used]).await?;
-        }
+        let mut cursor = Cursor::default();
+        poll_fn(|cx| poll_write_frames(&mut *self, cx, prefix, messages, &mut cursor)).await?;
         self.flush().await
     }
+}
 
-    async fn write_all_vectored(&mut self, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-        while !slices.is_empty() {
-            let written = self.write_vectored(slices).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut slices, written);
+/// Writes from `cursor` on. The slices are built on the stack for each system call, so a
+/// write that has to wait keeps only the cursor (a session's task stays small).
+fn poll_write_frames<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    cx: &mut Context<'_>,
+    prefix: &[u8],
+    messages: &VecDeque<Message>,
+    cursor: &mut Cursor,
+) -> Poll<io::Result<()>> {
+    let segments = 1 + 2 * messages.len();
+    let segment_len = |segment: usize| match segment {
+        0 => prefix.len(),
+        odd if odd % 2 == 1 => header_len(messages[(odd - 1) / 2].len()),
+        even => messages[(even - 2) / 2].len(),
+    };
+    loop {
+        while cursor.segment < segments && cursor.offset == segment_len(cursor.segment) {
+            cursor.segment += 1;
+            cursor.offset = 0;
         }
-        Ok(())
+        if cursor.segment == segments {
+            return Poll::Ready(Ok(()));
+        }
+        let first = cursor.segment.saturating_sub(1) / 2;
+        let mut headers = [[0u8; 10]; FRAMES_PER_WRITE];
+        for (header, message) in headers.iter_mut().zip(messages.range(first..)) {
+            frame_header(message, header);
+        }
+        let end = segments.min(1 + 2 * (first + FRAMES_PER_WRITE));
+        let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE * 2 + 1];
+        let mut used = 0;
+        for segment in cursor.segment..end {
+            let bytes = match segment {
+                0 => prefix,
+                odd if odd % 2 == 1 => {
+                    let index = (odd - 1) / 2;
+                    &headers[index - first][..segment_len(odd)]
+                }
+                even => messages[(even - 2) / 2].as_bytes(),
+            };
+            let skip = if segment == cursor.segment {
+                cursor.offset
+            } else {
+                0
+            };
+            if bytes.len() > skip {
+                slices[used] = IoSlice::new(&bytes[skip..]);
+                used += 1;
+            }
+        }
+        let mut written = ready!(Pin::new(&mut *out).poll_write_vectored(cx, &slices[..used]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        while written > 0 {
+            let left = segment_len(cursor.segment) - cursor.offset;
+            if written < left {
+                cursor.offset += written;
+                break;
+            }
+            written -= left;
+            cursor.segment += 1;
+            cursor.offset = 0;
+        }
+    }
+}
+
+/// The length of a server frame header for a payload of `len` bytes.
+fn header_len(len: usize) -> usize {
+    match len {
+        0..126 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
     }
 }
 
 /// The header of a final, unmasked text or binary frame; returns its length.
 fn frame_header(message: &Message, out: &mut [u8; 10]) -> usize {
+    debug_assert!(header_len(message.len()) <= 10);
     out[0] = 0x80 | if message.is_text() { 0x1 } else { 0x2 };
     let len = message.len();
     if len < 126 {
@@ -295,6 +340,65 @@ impl AsyncWrite for Io {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes at most 3 bytes per write and is not ready every other time.
+    #[derive(Default)]
+    struct Trickle {
+        written: Vec<u8>,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            this.calls += 1;
+            if this.calls % 2 == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = buf.len().min(3);
+            this.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_writes_resume_where_they_stopped() {
+        let mut messages: VecDeque<Message> = (0..150)
+            .map(|i| match i % 3 {
+                0 => Message::text(format!("message {i}")),
+                1 => Message::binary(vec![i as u8; 200]),
+                _ => Message::text(""),
+            })
+            .collect();
+        messages.rotate_left(7); // a ring buffer that wraps around
+        let prefix = [0x8A, 1, b'p'];
+        let mut expected = prefix.to_vec();
+        for message in &messages {
+            let mut header = [0u8; 10];
+            let len = frame_header(message, &mut header);
+            expected.extend_from_slice(&header[..len]);
+            expected.extend_from_slice(message.as_bytes());
+        }
+        let mut out = Trickle::default();
+        let mut cursor = Cursor::default();
+        poll_fn(|cx| poll_write_frames(&mut out, cx, &prefix, &messages, &mut cursor))
+            .await
+            .unwrap();
+        assert_eq!(out.written, expected);
+    }
 
     #[test]
     fn frame_headers_use_the_shortest_length_form() {

@@ -312,6 +312,10 @@ impl Session {
     }
 
     /// The head of the upgrade request: method, URI, headers and extensions.
+    ///
+    /// The headers that only served the handshake (`Connection`, `Upgrade` and
+    /// `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are not kept; `Sec-WebSocket-Protocol`,
+    /// `Origin`, cookies and the rest are.
     #[must_use]
     pub fn request(&self) -> &Parts {
         &self.inner.request

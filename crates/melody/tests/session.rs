@@ -137,6 +137,16 @@ async fn session_knows_its_request_and_addresses() {
     assert_eq!(session.uri().path(), "/ws");
     assert_eq!(session.uri().query(), Some("room=lobby"));
     assert_eq!(session.headers()["x-token"], "abc");
+    assert!(session.headers().contains_key("host"));
+    // The handshake's own headers are not kept.
+    for name in [
+        "connection",
+        "upgrade",
+        "sec-websocket-key",
+        "sec-websocket-version",
+    ] {
+        assert!(!session.headers().contains_key(name), "{name}");
+    }
     assert_eq!(session.request().uri, *session.uri());
     let tokio_websockets::MaybeTlsStream::Plain(stream) = client.get_ref();
     let client_addr = stream.local_addr().unwrap();
