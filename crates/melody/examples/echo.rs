@@ -17,11 +17,13 @@ async fn main() -> std::io::Result<()> {
         .max_message_size(16 * 1024 * 1024)
         .message_buffer_size(4096);
     let melody = Melody::with_config(config);
-    melody.handle_message_async(|session, text| async move {
-        let _ = session.write_async(text).await;
+    // The session handles at most 64 arrived frames before it writes their replies, so the
+    // queue never fills here and `write` (which never waits) loses nothing.
+    melody.handle_message(|session, text| {
+        let _ = session.write(text);
     });
-    melody.handle_message_binary_async(|session, bytes| async move {
-        let _ = session.write_async(melody::Message::binary(bytes)).await;
+    melody.handle_message_binary(|session, bytes| {
+        let _ = session.write(melody::Message::binary(bytes));
     });
 
     let app = Router::new().fallback(melody.handler());

@@ -34,9 +34,6 @@ const READ_AHEAD: usize = 64;
 /// How long a closed connection keeps reading what the peer still sends before it is dropped.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Capacity of the write batch kept between bursts; a bigger one is freed after its burst.
-const SPARE_BATCH: usize = 64;
-
 /// Starts the session task for a request that is being upgraded.
 pub(crate) fn spawn(
     hub: Arc<Hub>,
@@ -384,10 +381,6 @@ impl Connection {
             }
         }
         self.batch.clear();
-        // A burst can grow the batch; an idle session should not keep that memory.
-        if self.batch.capacity() > SPARE_BATCH {
-            self.batch = VecDeque::new();
-        }
         Ok(())
     }
 
@@ -401,6 +394,12 @@ impl Connection {
             return Some(self.failed(Error::PongTimeout(pong_wait)));
         }
         if now >= self.next_ping {
+            // A ping period without a burst: let go of what the last one grew.
+            self.socket.shrink();
+            self.session.outbox().shrink();
+            if self.batch.is_empty() {
+                self.batch = VecDeque::new();
+            }
             if let Err(error) = self.send_ping().await {
                 return Some(self.failed(error));
             }

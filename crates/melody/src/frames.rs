@@ -32,6 +32,10 @@ pub(crate) enum Inbound {
 /// any length, and memory is spent only on what the peer actually sends.
 const MAX_RESERVE_AHEAD: usize = 64 * 1024;
 
+/// Room of a shared buffer for small messages that arrive whole: one allocation serves many
+/// messages, and a message kept by the application keeps at most this much alive.
+const ARENA: usize = 4096;
+
 /// The longest frame header: 2 bytes, 8 of extended length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
@@ -73,6 +77,9 @@ pub(crate) struct FrameReader {
     /// Payload of the control frame being received (at most 125 bytes).
     control: BytesMut,
     ready: VecDeque<Inbound>,
+    /// Shared room for the payloads of small messages that arrive whole (see [`ARENA`]); kept
+    /// only while one read is parsed.
+    arena: BytesMut,
     /// A close frame or a violation has been read: the rest of the stream is ignored.
     done: bool,
 }
@@ -87,18 +94,25 @@ impl FrameReader {
             message: None,
             control: BytesMut::new(),
             ready: VecDeque::new(),
+            arena: BytesMut::new(),
             done: false,
         }
     }
 
     /// The next complete item, if one has been read.
     pub(crate) fn pop(&mut self) -> Option<Inbound> {
-        let item = self.ready.pop_front();
-        if self.ready.is_empty() && self.ready.capacity() > 16 {
-            // A burst grew the queue; an idle session should not keep it.
+        self.ready.pop_front()
+    }
+
+    /// Frees what a burst left behind (the session calls this when it pings, so an idle session
+    /// holds nothing, while a busy one does not reallocate at every read).
+    pub(crate) fn shrink(&mut self) {
+        if self.ready.is_empty() {
             self.ready = VecDeque::new();
         }
-        item
+        if self.control.is_empty() {
+            self.control = BytesMut::new();
+        }
     }
 
     /// Whether the stream has ended for the reader (close frame or violation read).
@@ -121,6 +135,7 @@ impl FrameReader {
                 }
             }
         }
+        self.arena = BytesMut::new();
     }
 
     /// Consumes header bytes; a complete header starts a frame. Returns the bytes used.
@@ -140,7 +155,38 @@ impl FrameReader {
         let header = self.header;
         self.header_len = 0;
         self.start_frame(&header[..header_len])?;
-        Ok(header_len - have)
+        let used = header_len - have;
+        Ok(used + self.take_whole(&data[used..])?)
+    }
+
+    /// The common case, taken in one step: a whole message in one frame that has fully arrived.
+    /// Its payload is unmasked into the shared arena. Returns the bytes used (0 when the case
+    /// does not apply).
+    fn take_whole(&mut self, rest: &[u8]) -> Result<usize, Error> {
+        let Some(frame) = self.frame.as_ref() else {
+            return Ok(0);
+        };
+        let len = frame.remaining;
+        let single = frame.fin && matches!(frame.opcode, TEXT | BINARY);
+        if !single || len > rest.len() || len > ARENA {
+            return Ok(0);
+        }
+        if self.arena.capacity() < len {
+            self.arena = BytesMut::with_capacity(ARENA.min(rest.len()));
+        }
+        self.arena.put_slice(&rest[..len]);
+        unmask(&mut self.arena, frame.mask, 0);
+        let text = frame.opcode == TEXT;
+        self.frame = None;
+        self.message = None;
+        let payload = self.arena.split().freeze();
+        let item = if text {
+            Inbound::Text(Text::from_checked(payload).ok_or(Error::InvalidUtf8)?)
+        } else {
+            Inbound::Binary(payload)
+        };
+        self.ready.push_back(item);
+        Ok(len)
     }
 
     fn start_frame(&mut self, header: &[u8]) -> Result<(), Error> {
@@ -184,24 +230,24 @@ impl FrameReader {
             (Some(message), _) => message.data.len(),
             (None, _) => 0,
         };
-        let total = usize::try_from(len)
+        let fits = usize::try_from(len)
             .ok()
             .and_then(|len| len.checked_add(so_far))
-            .filter(|&total| total <= self.max_message)
-            .ok_or(Error::MessageTooBig {
+            .is_some_and(|total| total <= self.max_message);
+        if !fits {
+            return Err(Error::MessageTooBig {
                 len: usize::try_from(len)
                     .unwrap_or(usize::MAX)
                     .saturating_add(so_far),
                 max: self.max_message,
-            })?;
-        let message = self.message.get_or_insert_with(|| Assembly {
+            });
+        }
+        // Nothing is allocated here: the payload may still take the arena.
+        self.message.get_or_insert_with(|| Assembly {
             text: opcode == TEXT,
             data: BytesMut::new(),
             checked: 0,
         });
-        message
-            .data
-            .reserve((total - so_far).min(MAX_RESERVE_AHEAD));
         Ok(())
     }
 
@@ -219,6 +265,10 @@ impl FrameReader {
                 .data
         };
         let start = target.len();
+        if target.capacity() - start < take {
+            // Room for the rest of the frame, but never far ahead of what has arrived.
+            target.reserve(frame.remaining.min(MAX_RESERVE_AHEAD).max(take));
+        }
         target.put_slice(&data[..take]);
         unmask(&mut target[start..], frame.mask, frame.received);
         frame.received += take;
@@ -276,7 +326,7 @@ impl FrameReader {
                 if !message.text {
                     Inbound::Binary(data)
                 } else if message.checked == data.len() {
-                    Inbound::Text(Text::try_from_bytes(data).map_err(|_| Error::InvalidUtf8)?)
+                    Inbound::Text(Text::from_checked(data).ok_or(Error::InvalidUtf8)?)
                 } else {
                     // The message ended inside a character.
                     return Err(Error::InvalidUtf8);

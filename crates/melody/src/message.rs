@@ -182,9 +182,21 @@ impl Text {
     ///
     /// [`InvalidUtf8`], holding the bytes, when they are not UTF-8.
     pub fn try_from_bytes(bytes: Bytes) -> Result<Self, InvalidUtf8> {
-        ByteString::try_from(bytes.clone())
+        // Checked here first so that the bytes can be handed back without a clone (a clone of
+        // unshared bytes allocates).
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(InvalidUtf8(bytes));
+        }
+        ByteString::try_from(bytes)
             .map(Self)
-            .map_err(|_| InvalidUtf8(bytes))
+            .map_err(|_| InvalidUtf8(Bytes::new()))
+    }
+}
+
+impl Text {
+    /// Text from bytes already validated as they arrived; checked once more, never copied.
+    pub(crate) fn from_checked(bytes: Bytes) -> Option<Self> {
+        ByteString::try_from(bytes).ok().map(Self)
     }
 }
 

@@ -192,6 +192,14 @@ impl Outbox {
         state.close.take().map(Wake::Close)
     }
 
+    /// Frees the queue's buffer if it is empty (after a burst, so an idle session holds none).
+    pub(crate) fn shrink(&self) {
+        let mut state = self.lock();
+        if state.messages.is_empty() {
+            state.messages = VecDeque::new();
+        }
+    }
+
     /// Takes the messages still queued (at close), leaving none.
     pub(crate) fn drain(&self) -> VecDeque<Message> {
         std::mem::take(&mut self.lock().messages)
