@@ -3,14 +3,20 @@
 # server and (when Node and npm are present) a Node `ws` server, with the server pinned to one
 # core and the load generator to another, and writes docs/BENCHMARKS.md.
 #
-#   bash bench/compare.sh            # full run, under ~10 minutes
-#   QUICK=1 bash bench/compare.sh    # shorter holds and durations, under ~3 minutes
+#   bash bench/compare.sh            # full run, about 15 minutes
+#   QUICK=1 bash bench/compare.sh    # shorter holds and durations, about 6 minutes
+#
+# The memory scenarios (idle, churn) run once per server. The throughput scenarios (fan-out,
+# echo) run in ROUNDS rounds that alternate the servers (melody, floor, melody, floor, ...), and
+# the table shows each server's median round: on a shared or noisy machine the speed drifts
+# over minutes, and alternating keeps that drift out of the ratios.
 #
 # Environment:
 #   QUICK=1            shorter runs
 #   SERVER_CPU=1       core for the server       LOAD_CPU=0   core for the load generator
 #   PORT=17300         first port to try (the next free one is used)
-#   NODE=0             skip the Node `ws` server
+#   NODE=0             skip the Node `ws` server (it runs one round only: it is far slower)
+#   ROUNDS=3           rounds of the throughput scenarios
 #   IDLE_CONNS=15000   connections held in the idle scenario
 #   IDLE_HOLD, FANOUT_SECS, RATE_SECS, ECHO_SECS, CHURN_SECS   override durations (seconds)
 #   QUIET_BUSY=25      before each run, wait up to QUIET_WAIT s until the whole machine uses
@@ -39,6 +45,7 @@ else
     CHURN_SECS=${CHURN_SECS:-10}
 fi
 IDLE_CONNS=${IDLE_CONNS:-15000}
+ROUNDS=${ROUNDS:-3}
 SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT=${PORT:-17300}
@@ -149,20 +156,25 @@ load() {
     "$BENCH" wait-quiet --max-busy "$QUIET_BUSY" --timeout "$QUIET_WAIT"
     local args=()
     for a in "$@"; do args+=("${a//@PID@/$SERVER_PID}"); done
+    local out="$RESULTS/$server-$scenario${ROUND:+.round$ROUND}.json"
     if ! taskset -c "$LOAD_CPU" "$BENCH" "${args[@]}" --url "ws://127.0.0.1:$SERVER_PORT$path" \
-        --json "$RESULTS/$server-$scenario.json"; then
+        --json "$out"; then
         echo "compare.sh: $server $scenario failed" >&2
-        rm -f "$RESULTS/$server-$scenario.json"
+        rm -f "$out"
     fi
     echo "  ($((SECONDS - began)) s)" >&2
 }
 
-# broadcast_suite SERVER URL_PATH: the broadcast scenarios against the running server.
-broadcast_suite() {
+# memory_suite SERVER URL_PATH: idle (while the server's memory is fresh), then churn.
+memory_suite() {
     local server=$1 path=$2
-    # Idle first, while the server's memory is fresh.
     load "$server" idle "$path" idle --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --pid @PID@
     load "$server" churn "$path" churn --concurrency 50 --duration "$CHURN_SECS" --pid @PID@
+}
+
+# broadcast_suite SERVER URL_PATH: the fan-out scenarios against the running server.
+broadcast_suite() {
+    local server=$1 path=$2
     load "$server" fanout-1k "$path" fanout --subscribers 1000 --publishers 1 --size 64 \
         --messages 10000000 --duration "$FANOUT_SECS" --pid @PID@
     load "$server" fanout-10k "$path" fanout --subscribers 10000 --publishers 1 --size 64 \
@@ -180,25 +192,73 @@ echo_suite() {
         --duration "$ECHO_SECS" --pid @PID@
 }
 
-# melody
-if start_server melody-chat "$CHAT"; then
-    broadcast_suite melody /ws
-    stop_server
-fi
-if start_server melody-echo "$ECHO"; then
-    echo_suite melody /
-    stop_server
-fi
+# SERVERS: name, broadcast command, echo command, URL path (chat serves WebSocket on /ws).
+declare -A BROADCAST_CMD ECHO_CMD WS_PATH
+SERVERS=(melody floor)
+BROADCAST_CMD[melody]="$CHAT"
+ECHO_CMD[melody]="$ECHO"
+WS_PATH[melody]=/ws
+BROADCAST_CMD[floor]="$BENCH floor-server --mode broadcast"
+ECHO_CMD[floor]="$BENCH floor-server --mode echo"
+WS_PATH[floor]=/
 
-# floor
-if start_server floor-broadcast "$BENCH" floor-server --mode broadcast; then
-    broadcast_suite floor /
-    stop_server
-fi
-if start_server floor-echo "$BENCH" floor-server --mode echo; then
-    echo_suite floor /
-    stop_server
-fi
+# run_memory SERVER / run_round SERVER: one server's memory scenarios, or one round of its
+# throughput scenarios, each on a fresh server process.
+run_memory() {
+    local server=$1
+    # shellcheck disable=SC2086 # the commands are word lists
+    if start_server "$server-broadcast" ${BROADCAST_CMD[$server]}; then
+        memory_suite "$server" "${WS_PATH[$server]}"
+        stop_server
+    fi
+}
+run_round() {
+    local server=$1
+    # shellcheck disable=SC2086
+    if start_server "$server-broadcast" ${BROADCAST_CMD[$server]}; then
+        broadcast_suite "$server" "${WS_PATH[$server]}"
+        stop_server
+    fi
+    # shellcheck disable=SC2086
+    if start_server "$server-echo" ${ECHO_CMD[$server]}; then
+        echo_suite "$server" /
+        stop_server
+    fi
+}
+
+for server in "${SERVERS[@]}"; do run_memory "$server"; done
+for ROUND in $(seq "$ROUNDS"); do
+    for server in "${SERVERS[@]}"; do run_round "$server"; done
+done
+ROUND=
+
+# number FIELD FILE: the first numeric value of "FIELD" in a JSON file (0 when absent).
+number() {
+    sed -n 's/.*"'"$1"'": *\([0-9.eE+-]*\).*/\1/p' "$2" | head -1 | grep . || echo 0
+}
+
+# keep_median SERVER SCENARIO FIELD: of the rounds' results, keeps the one with the median
+# FIELD as SERVER-SCENARIO.json (the file the report reads).
+keep_median() {
+    local server=$1 scenario=$2 field=$3
+    local files=("$RESULTS/$server-$scenario".round*.json)
+    [[ -e "${files[0]}" ]] || return 0
+    local ranked
+    ranked=$(for f in "${files[@]}"; do printf '%s %s\n' "$(number "$field" "$f")" "$f"; done |
+        sort -g | cut -d' ' -f2)
+    local count
+    count=$(wc -l <<<"$ranked")
+    cp "$(sed -n "$(((count + 1) / 2))p" <<<"$ranked")" "$RESULTS/$server-$scenario.json"
+}
+
+for server in "${SERVERS[@]}"; do
+    keep_median "$server" fanout-1k deliveries_per_sec
+    keep_median "$server" fanout-10k deliveries_per_sec
+    keep_median "$server" fanout-rate p99_us
+    keep_median "$server" echo-1x32 msgs_per_sec
+    keep_median "$server" echo-50x4 msgs_per_sec
+done
+NOTES+=("Throughput scenarios: median of $ROUNDS rounds that alternate melody and floor (each round's JSON is kept as \`*.roundN.json\`); idle and churn: one run each.")
 
 # Node ws (optional)
 node_skip() {
@@ -236,6 +296,10 @@ EOF
         NODE_VERSION=$(node --version)
         WS_VERSION=$(node -p "require('$NODE_DIR/node_modules/ws/package.json').version")
         NOTES+=("Node \`ws\`: node $NODE_VERSION, ws $WS_VERSION.")
+        if start_server node-broadcast node "$NODE_DIR/server.js" broadcast; then
+            memory_suite node /
+            stop_server
+        fi
         if start_server node-broadcast node "$NODE_DIR/server.js" broadcast; then
             broadcast_suite node /
             stop_server

@@ -10,6 +10,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use melody_bench::{churn, common, echo, fanout, floor, idle, report};
 
+/// mimalloc rather than the system allocator: it hands memory back to the system after a
+/// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
+/// (`bench/compare.sh`) run every server with it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load generator and reference server for melody.
 #[derive(Debug, Parser)]
 #[command(name = "melody-bench", version, about)]

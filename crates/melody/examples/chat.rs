@@ -6,8 +6,14 @@
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`).
 
-use axum::{Router, response::Html, routing::get};
+use axum::{Router, response::Html, routing::get, serve::ListenerExt};
 use melody::Melody;
+
+/// mimalloc rather than the system allocator: it hands memory back to the system after a
+/// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
+/// (`bench/compare.sh`) run every server with it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -23,5 +29,9 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("chat: open http://{}/", listener.local_addr()?);
+    // Sessions batch their writes themselves: Nagle's algorithm would only delay each batch.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await
 }

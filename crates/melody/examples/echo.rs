@@ -8,8 +8,14 @@
 //! Listens on `ADDR` (default `127.0.0.1:5000`) and upgrades on every path. The message size
 //! limit is raised to 16 MiB and the queue to 4096 messages, as the suite's 9.* cases need.
 
-use axum::Router;
+use axum::{Router, serve::ListenerExt};
 use melody::{Config, Melody};
+
+/// mimalloc rather than the system allocator: it hands memory back to the system after a
+/// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
+/// (`bench/compare.sh`) run every server with it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -34,5 +40,9 @@ async fn main() -> std::io::Result<()> {
         "echo: ws://{0}/ (page: http://{0}/)",
         listener.local_addr()?
     );
+    // Sessions batch their writes themselves: Nagle's algorithm would only delay each batch.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await
 }
