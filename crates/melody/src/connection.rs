@@ -6,7 +6,7 @@
 
 use std::{
     any::Any, collections::VecDeque, future::Future, net::SocketAddr, panic::AssertUnwindSafe,
-    pin::Pin, sync::Arc,
+    pin::Pin, sync::Arc, task::Poll,
 };
 
 use futures_util::{FutureExt, future::CatchUnwind};
@@ -20,7 +20,7 @@ use crate::{
     Bytes, CloseCode, CloseFrame, Error, Keys, Message, Session,
     frames::{Control, Inbound, close_payload},
     handlers::{BoxFuture, Handlers, OnMessage},
-    io::{Io, Socket},
+    io::{Cursor, Io, Socket},
     melody::Hub,
     queue::Wake,
     shutdown::TaskGuard,
@@ -60,9 +60,18 @@ pub(crate) fn spawn(
             }
         };
         let socket = Socket::new(Io::new(upgraded), session.hub().config.max_message_size);
-        Connection::new(socket, session).run().await;
+        let mut connection = Connection::new(socket, session);
+        connection.run().await;
     };
     tokio::spawn(task.instrument(span));
+}
+
+/// How far an inbound frame was handled without waiting.
+enum Step {
+    /// Handled; `Some` ends the session.
+    Done(Option<End>),
+    /// An async handler's future, to be awaited by the session.
+    Await(Arc<Handlers>, BoxFuture),
 }
 
 /// How the active phase of a connection ended, and so what the closing phase does.
@@ -110,7 +119,10 @@ impl Connection {
         }
     }
 
-    async fn run(mut self) {
+    /// Serves the session to its end. It borrows the connection: an async fn keeps the values
+    /// it is given in its state twice (the argument and the local), which for a connection
+    /// taken by value cost 400 bytes of every session's task.
+    async fn run(&mut self) {
         let registered = Registered::new(self.session.clone());
         let hub = self.session.hub().clone();
         tracing::debug!(session = %self.session.id(), remote = ?self.session.remote_addr(), "session connected");
@@ -209,6 +221,16 @@ impl Connection {
 
     /// Handles one inbound frame; `Some` ends the session.
     async fn inbound(&mut self, item: Inbound) -> Option<End> {
+        match self.handle(item) {
+            Step::Done(end) => end,
+            // Only async handlers are awaited here; everything else stays synchronous, which
+            // keeps the session's task small.
+            Step::Await(handlers, future) => self.drive(&handlers, future).await,
+        }
+    }
+
+    /// Handles one inbound frame as far as it can be without waiting.
+    fn handle(&mut self, item: Inbound) -> Step {
         let handlers = self.session.hub().handlers_full();
         let data_len = match &item {
             Inbound::Text(text) => Some(text.len()),
@@ -216,24 +238,26 @@ impl Connection {
             _ => None,
         };
         if data_len.is_some_and(|len| self.over_rate_limit(len)) {
-            return Some(self.failed(Error::RateLimited));
+            return Step::Done(Some(self.failed(Error::RateLimited)));
         }
-        match item {
+        let end = match item {
             Inbound::Text(text) => {
                 if let Some(router) = handlers.router.as_ref().filter(|r| r.is_active()) {
                     let (router, session) = (router.clone(), self.session.clone());
                     let routed = Box::pin(async move { router.dispatch(&session, text).await });
-                    return self.run_async(&handlers, routed).await;
+                    return self.spawn_or_await(handlers, routed);
                 }
-                match &handlers.message {
-                    Some(handler) => self.dispatch(&handlers, handler, text).await,
-                    None => None,
-                }
+                return match &handlers.message {
+                    Some(handler) => self.dispatch(&handlers, handler, text),
+                    None => Step::Done(None),
+                };
             }
-            Inbound::Binary(bytes) => match &handlers.message_binary {
-                Some(handler) => self.dispatch(&handlers, handler, bytes).await,
-                None => None,
-            },
+            Inbound::Binary(bytes) => {
+                return match &handlers.message_binary {
+                    Some(handler) => self.dispatch(&handlers, handler, bytes),
+                    None => Step::Done(None),
+                };
+            }
             Inbound::Ping(payload) => {
                 // Answered with the next write, after the frames that already arrived.
                 self.socket.queue_control(Control::Pong, &payload);
@@ -242,10 +266,12 @@ impl Connection {
             Inbound::Pong => {
                 // The timer notices the later deadline when it next fires.
                 self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
-                let pong = handlers.pong.as_ref()?;
-                guarded(|| pong(&self.session))
-                    .err()
-                    .map(|p| self.panicked(&handlers, p))
+                match handlers.pong.as_ref() {
+                    Some(pong) => guarded(|| pong(&self.session))
+                        .err()
+                        .map(|p| self.panicked(&handlers, p)),
+                    None => None,
+                }
             }
             Inbound::Close(frame) => {
                 let code = frame.as_ref().map(CloseFrame::code);
@@ -259,7 +285,8 @@ impl Connection {
                 Some(End::Answer(code))
             }
             Inbound::Violation(error) => Some(self.failed(error)),
-        }
+        };
+        Step::Done(end)
     }
 
     /// Counts a received data message; whether it is over the rate limit.
@@ -271,34 +298,36 @@ impl Connection {
     }
 
     /// Runs a message handler: inline, or in its own task under concurrent message handling.
-    async fn dispatch<T: Send + 'static>(
+    fn dispatch<T: Send + 'static>(
         &mut self,
         handlers: &Arc<Handlers>,
         handler: &OnMessage<T>,
         value: T,
-    ) -> Option<End> {
+    ) -> Step {
         let session = self.session.clone();
         match handler {
             OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
                 let (f, handlers) = (f.clone(), handlers.clone());
                 spawn_guarded(handlers, session.clone(), async move { f(&session, value) });
-                None
+                Step::Done(None)
             }
-            OnMessage::Sync(f) => guarded(|| f(&session, value))
-                .err()
-                .map(|panic| self.panicked(handlers, panic)),
-            OnMessage::Async(f) => self.run_async(handlers, f(session, value)).await,
+            OnMessage::Sync(f) => Step::Done(
+                guarded(|| f(&session, value))
+                    .err()
+                    .map(|panic| self.panicked(handlers, panic)),
+            ),
+            OnMessage::Async(f) => self.spawn_or_await(handlers.clone(), f(session, value)),
         }
     }
 
-    /// Runs an async handler's future: awaited in place, or in its own task under concurrent
-    /// message handling.
-    async fn run_async(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
+    /// An async handler's future: spawned under concurrent message handling, else to be
+    /// awaited in place.
+    fn spawn_or_await(&self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
         if self.session.hub().config.concurrent_message_handling {
-            spawn_guarded(handlers.clone(), self.session.clone(), future);
-            None
+            spawn_guarded(handlers, self.session.clone(), future);
+            Step::Done(None)
         } else {
-            self.drive(handlers, future).await
+            Step::Await(handlers, future)
         }
     }
 
@@ -346,21 +375,20 @@ impl Connection {
     /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
     async fn write_batch(&mut self) -> Result<(), Error> {
         let write_wait = self.session.hub().config.write_wait;
-        let written = {
-            let (socket, batch) = (&mut self.socket, &self.batch);
-            // Control frames (pongs) go first and whole, so frames never interleave.
-            let mut write =
-                std::pin::pin!(async move { socket.write(batch).await.map_err(Error::Io) });
-            // Most writes complete at once (the socket buffer has room); only a write that has
-            // to wait pays for a timer, boxed so that it takes no room in an idle session.
-            match write.as_mut().now_or_never() {
-                Some(result) => Ok(result),
-                None => Box::pin(timeout(write_wait, write)).await,
+        // Control frames (pongs) go first and whole, so frames never interleave. Most writes
+        // complete at once (the socket buffer has room); only a write that has to wait becomes
+        // a future, with a timer, boxed so that it takes no room in an idle session.
+        let mut cursor = Cursor::default();
+        let written = match self.socket.try_write(&self.batch, &mut cursor) {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => {
+                let rest = self.socket.write_rest(&self.batch, cursor);
+                Box::pin(timeout(write_wait, rest)).await
             }
         };
         match written {
             Err(_) => return Err(Error::WriteTimeout(write_wait)),
-            Ok(Err(error)) => return Err(error),
+            Ok(Err(error)) => return Err(Error::Io(error)),
             Ok(Ok(())) => {}
         }
         let bytes = self.batch.iter().map(Message::len).sum();

@@ -128,8 +128,57 @@ impl Socket {
 
     /// Writes the queued control frames, then `messages`, and flushes.
     pub(crate) async fn write(&mut self, messages: &VecDeque<Message>) -> io::Result<()> {
-        let control = std::mem::take(&mut self.control);
-        self.io.write_frames(&control, messages).await
+        let mut cursor = Cursor::default();
+        match self.try_write(messages, &mut cursor) {
+            Poll::Ready(result) => result,
+            Poll::Pending => self.write_rest(messages, cursor).await,
+        }
+    }
+
+    /// Writes as much as the socket takes right now, without a future: most writes find room
+    /// in the socket buffer and complete here. On `Pending`, [`Socket::write_rest`] goes on from
+    /// `cursor`. Keeping the waiting case out of line keeps it out of every session's task.
+    pub(crate) fn try_write(
+        &mut self,
+        messages: &VecDeque<Message>,
+        cursor: &mut Cursor,
+    ) -> Poll<io::Result<()>> {
+        // A write that cannot go on registers this waker with the reactor; the real one
+        // replaces it when `write_rest` polls.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        self.poll_write(&mut cx, messages, cursor)
+    }
+
+    /// Finishes a write that [`Socket::try_write`] left pending.
+    pub(crate) async fn write_rest(
+        &mut self,
+        messages: &VecDeque<Message>,
+        mut cursor: Cursor,
+    ) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write(cx, messages, &mut cursor)).await
+    }
+
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        messages: &VecDeque<Message>,
+        cursor: &mut Cursor,
+    ) -> Poll<io::Result<()>> {
+        let (io, prefix) = (&mut self.io, &self.control[..]);
+        // Most batches are small: building (and clearing) room for 64 frames on every call
+        // showed in profiles.
+        ready!(if messages.len() <= SMALL_WRITE {
+            poll_write_frames::<SMALL_WRITE, { 2 * SMALL_WRITE + 1 }, _>(
+                io, cx, prefix, messages, cursor,
+            )
+        } else {
+            poll_write_frames::<FRAMES_PER_WRITE, { 2 * FRAMES_PER_WRITE + 1 }, _>(
+                io, cx, prefix, messages, cursor,
+            )
+        })?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        self.control = BytesMut::new();
+        Poll::Ready(Ok(()))
     }
 
     /// Ends the TCP stream gracefully: our FIN, then what the peer still had in flight is read
@@ -154,46 +203,9 @@ const SMALL_WRITE: usize = 8;
 /// How far a write of control bytes and messages has got. The bytes to write are a sequence of
 /// segments: the control bytes, then the header and payload of each message.
 #[derive(Default)]
-struct Cursor {
+pub(crate) struct Cursor {
     segment: usize,
     offset: usize,
-}
-
-impl Io {
-    /// Writes `prefix` (encoded control frames), then data messages as server frames
-    /// (RFC 6455 section 5.2: unmasked, one frame per message) with vectored writes, then
-    /// flushes. The payloads are written from their shared buffers, never copied; only the few
-    /// header bytes are built here.
-    async fn write_frames(
-        &mut self,
-        prefix: &[u8],
-        messages: &VecDeque<Message>,
-    ) -> io::Result<()> {
-        let mut cursor = Cursor::default();
-        poll_fn(|cx| {
-            // Most batches are small: building (and clearing) room for 64 frames on every call
-            // showed in profiles.
-            if messages.len() <= SMALL_WRITE {
-                poll_write_frames::<SMALL_WRITE, { 2 * SMALL_WRITE + 1 }, _>(
-                    &mut *self,
-                    cx,
-                    prefix,
-                    messages,
-                    &mut cursor,
-                )
-            } else {
-                poll_write_frames::<FRAMES_PER_WRITE, { 2 * FRAMES_PER_WRITE + 1 }, _>(
-                    &mut *self,
-                    cx,
-                    prefix,
-                    messages,
-                    &mut cursor,
-                )
-            }
-        })
-        .await?;
-        self.flush().await
-    }
 }
 
 /// Writes from `cursor` on, up to `N` messages per system call (`S` = 2N + 1 slices). The
