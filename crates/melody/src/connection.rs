@@ -63,7 +63,13 @@ pub(crate) fn spawn(
         let mut connection = Connection::new(socket, session);
         connection.run().await;
     };
-    tokio::spawn(task.instrument(span));
+    // Entering a span on every poll shows in profiles even when nothing listens; the session
+    // gets its span only when a subscriber wants it.
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
 }
 
 /// How far an inbound frame was handled without waiting.
