@@ -237,7 +237,8 @@ impl Connection {
 
     /// Handles one inbound frame as far as it can be without waiting.
     fn handle(&mut self, item: Inbound) -> Step {
-        let handlers = self.session.hub().handlers_full();
+        // A borrowed load (no reference count taken): this runs for every message.
+        let handlers = self.session.hub().handlers();
         let data_len = match &item {
             Inbound::Text(text) => Some(text.len()),
             Inbound::Binary(bytes) => Some(bytes.len()),
@@ -251,7 +252,7 @@ impl Connection {
                 if let Some(router) = handlers.router.as_ref().filter(|r| r.is_active()) {
                     let (router, session) = (router.clone(), self.session.clone());
                     let routed = Box::pin(async move { router.dispatch(&session, text).await });
-                    return self.spawn_or_await(handlers, routed);
+                    return self.spawn_or_await(Arc::clone(&handlers), routed);
                 }
                 return match &handlers.message {
                     Some(handler) => self.dispatch(&handlers, handler, text),
@@ -310,19 +311,21 @@ impl Connection {
         handler: &OnMessage<T>,
         value: T,
     ) -> Step {
-        let session = self.session.clone();
         match handler {
             OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
-                let (f, handlers) = (f.clone(), handlers.clone());
+                let (f, handlers, session) = (f.clone(), handlers.clone(), self.session.clone());
                 spawn_guarded(handlers, session.clone(), async move { f(&session, value) });
                 Step::Done(None)
             }
             OnMessage::Sync(f) => Step::Done(
-                guarded(|| f(&session, value))
+                guarded(|| f(&self.session, value))
                     .err()
                     .map(|panic| self.panicked(handlers, panic)),
             ),
-            OnMessage::Async(f) => self.spawn_or_await(handlers.clone(), f(session, value)),
+            OnMessage::Async(f) => {
+                let future = f(self.session.clone(), value);
+                self.spawn_or_await(handlers.clone(), future)
+            }
         }
     }
 
