@@ -107,11 +107,10 @@ impl FrameReader {
     /// Frees what a burst left behind (the session calls this when it pings, so an idle session
     /// holds nothing, while a busy one does not reallocate at every read).
     pub(crate) fn shrink(&mut self) {
+        // A control payload's buffer leaves with the frame (see `end_frame`), so only the
+        // queue can be left holding room.
         if self.ready.is_empty() {
             self.ready = VecDeque::new();
-        }
-        if self.control.is_empty() {
-            self.control = BytesMut::new();
         }
     }
 
@@ -305,7 +304,7 @@ impl FrameReader {
     fn end_frame(&mut self) -> Result<(), Error> {
         let frame = self.frame.take().expect("a frame is in progress");
         let item = match frame.opcode {
-            PING => Inbound::Ping(self.control.split().freeze()),
+            PING => Inbound::Ping(std::mem::take(&mut self.control).freeze()),
             PONG => {
                 self.control = BytesMut::new();
                 Inbound::Pong

@@ -113,12 +113,10 @@ impl Socket {
         crate::frames::put_control(&mut self.control, kind, payload);
     }
 
-    /// Frees the buffers a burst grew, if they are empty.
+    /// Frees the buffers a burst grew, if they are empty. (`control` needs nothing: every
+    /// completed write already lets it go.)
     pub(crate) fn shrink(&mut self) {
         self.reader.shrink();
-        if self.control.is_empty() {
-            self.control = BytesMut::new();
-        }
     }
 
     /// Whether control frames are waiting to be written.
