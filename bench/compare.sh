@@ -22,6 +22,8 @@
 #   QUIET_BUSY=25      before each run, wait up to QUIET_WAIT s until the whole machine uses
 #   QUIET_WAIT=10      at most QUIET_BUSY % of a core (3 s with QUICK): other work skews figures
 #   OUT=docs/BENCHMARKS.md   where to write the report
+#   PREVIOUS=FILE      report to compare with in the "Before and after" section (default: the
+#                      OUT this run replaces; BEFORE_LABEL=TEXT says what it was)
 #   RESULTS=target/bench-results   where the JSON of every run goes
 #
 # Load is only ever sent to 127.0.0.0/8.
@@ -75,6 +77,9 @@ ECHO=$ROOT/target/release/examples/echo
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 LOGS=$(mktemp -d)
+# The report this run replaces, for the before-and-after section.
+PREVIOUS=${PREVIOUS:-$OUT}
+if [[ -f "$PREVIOUS" ]]; then cp "$PREVIOUS" "$LOGS/previous.md"; fi
 SERVER_PID=
 SERVER_NAME=
 SERVER_CMD=()
@@ -320,5 +325,8 @@ NOTE_ARGS=()
 for n in "${NOTES[@]}"; do NOTE_ARGS+=(--note "$n"); done
 "$BENCH" report --dir "$RESULTS" --out "$OUT" --command "$COMMAND" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" "${NOTE_ARGS[@]}"
+if [[ -f "$LOGS/previous.md" ]]; then
+    bash "$ROOT/bench/before_after.sh" "$LOGS/previous.md" "$OUT" >>"$OUT"
+fi
 log "wrote $OUT (raw results in $RESULTS) after $SECONDS s"
 cat "$OUT"
