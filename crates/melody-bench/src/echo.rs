@@ -212,15 +212,7 @@ async fn connection(
         let now = base.elapsed().as_nanos() as u64;
         Message::text(padded(&format!("{seq}:{now}:"), size))
     };
-    for _ in 0..depth {
-        if ws.feed(message(stats.sent)).await.is_err() {
-            stats.disconnected = true;
-            return stats;
-        }
-        stats.sent += 1;
-    }
-    if ws.flush().await.is_err() {
-        stats.disconnected = true;
+    if !send_burst(&mut ws, depth as u64, &mut stats, &message).await {
         return stats;
     }
     let deadline = tokio::time::sleep_until(end.into());
@@ -261,22 +253,34 @@ async fn connection(
         if Instant::now() < end {
             stats.received_in_window += echoes;
         }
-        if sending && echoes > 0 {
-            for _ in 0..echoes {
-                if ws.feed(message(stats.sent)).await.is_err() {
-                    stats.disconnected = true;
-                    return stats;
-                }
-                stats.sent += 1;
-            }
-            if ws.flush().await.is_err() {
-                stats.disconnected = true;
-                return stats;
-            }
+        if sending && echoes > 0 && !send_burst(&mut ws, echoes, &mut stats, &message).await {
+            return stats;
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close()).await;
     stats
+}
+
+/// Sends `count` numbered messages with one flush. `false` (and `stats.disconnected`) when the
+/// connection failed.
+async fn send_burst(
+    ws: &mut Ws,
+    count: u64,
+    stats: &mut ConnStats,
+    message: &impl Fn(u64) -> Message,
+) -> bool {
+    for _ in 0..count {
+        if ws.feed(message(stats.sent)).await.is_err() {
+            stats.disconnected = true;
+            return false;
+        }
+        stats.sent += 1;
+    }
+    if ws.flush().await.is_err() {
+        stats.disconnected = true;
+        return false;
+    }
+    true
 }
 
 /// Records the latency of one echo; returns whether it was one.
