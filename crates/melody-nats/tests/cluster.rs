@@ -42,7 +42,7 @@ async fn node(url: &str, prefix: &str) -> Node {
     melody.set_backplane(backplane.clone());
     melody.handle_message(|s, text| {
         if let Some(topic) = text.strip_prefix("join:") {
-            s.join(topic);
+            s.join(topic).unwrap();
             let _ = s.write(format!("joined {topic}"));
         }
     });
@@ -97,7 +97,7 @@ async fn broadcast_reaches_every_node_exactly_once() {
         assert_eq!(recv_text(client).await, "second");
     }
     // broadcast_others skips the sender on its own node and reaches the others.
-    let sender = nodes[1].melody.sessions().pop().unwrap();
+    let sender = nodes[1].melody.sessions().unwrap().pop().unwrap();
     nodes[1]
         .melody
         .broadcast_others("not for 1", &sender)
@@ -179,7 +179,7 @@ async fn direct_send_reaches_a_session_on_another_node() {
     let mut far = connect(nodes[2].addr).await;
     let mut near = connect(nodes[1].addr).await;
     eventually(|| nodes[2].melody.len() == 1 && nodes[1].melody.len() == 1).await;
-    let id = nodes[2].melody.sessions()[0].id();
+    let id = nodes[2].melody.sessions().unwrap()[0].id();
     assert!(nodes[0].melody.session(id).is_none(), "not on node 0");
     nodes[0].melody.send_to(id, "across nodes").unwrap();
     assert_eq!(recv_text(&mut far).await, "across nodes");

@@ -33,6 +33,7 @@ async fn node(redis: &Redis, options: RedisOptions, router: bool) -> Node {
         .expect("connect to redis");
     melody.set_backplane(backplane.clone());
     if router {
+        melody.allow_direct("dm");
         melody.on("ping", |session, _| async move {
             session.send_envelope("pong", ())?;
             Ok::<_, melody::router::BoxError>(())
@@ -40,7 +41,7 @@ async fn node(redis: &Redis, options: RedisOptions, router: bool) -> Node {
     } else {
         melody.handle_message(|s, text| {
             if let Some(topic) = text.strip_prefix("join:") {
-                s.join(topic);
+                s.join(topic).unwrap();
                 let _ = s.write(format!("joined {topic}"));
             }
         });
@@ -108,7 +109,7 @@ async fn broadcast_reaches_every_node_exactly_once() {
         assert_eq!(recv_text(client).await, "second");
     }
     // broadcast_others skips the sender on every node.
-    let sender = nodes[1].melody.sessions().pop().unwrap();
+    let sender = nodes[1].melody.sessions().unwrap().pop().unwrap();
     nodes[1]
         .melody
         .broadcast_others("not for the sender", &sender)
@@ -192,7 +193,7 @@ async fn direct_send_reaches_a_session_on_another_node() {
     let mut near = connect(nodes[1].addr).await;
     let mut far = connect(nodes[2].addr).await;
     eventually(|| nodes[1].melody.len() == 1 && nodes[2].melody.len() == 1).await;
-    let id = nodes[2].melody.sessions()[0].id();
+    let id = nodes[2].melody.sessions().unwrap()[0].id();
     assert!(nodes[0].melody.session(id).is_none(), "not on node 0");
     nodes[0].melody.send_to(id, "across nodes").unwrap();
     assert_eq!(recv_text(&mut far).await, "across nodes");
@@ -211,8 +212,8 @@ async fn router_envelope_with_a_target_crosses_nodes() {
     let mut sender = connect(nodes[0].addr).await;
     let mut recipient = connect(nodes[1].addr).await;
     eventually(|| nodes[0].melody.len() == 1 && nodes[1].melody.len() == 1).await;
-    let from = nodes[0].melody.sessions()[0].id();
-    let to = nodes[1].melody.sessions()[0].id();
+    let from = nodes[0].melody.sessions().unwrap()[0].id();
+    let to = nodes[1].melody.sessions().unwrap()[0].id();
     send_text(
         &mut sender,
         &format!(r#"{{"type":"dm","target":"{to}","data":"hello"}}"#),

@@ -71,5 +71,5 @@ async fn main() -> std::io::Result<()> {
     let local = listener.local_addr()?;
     println!("channels: ws://{local}/ (connect with any WebSocket client)");
     println!("channels: each connection is closed after {deadline:?}");
-    axum::serve(listener, app).await
+    melody::serve(listener, app).await
 }

@@ -6,7 +6,7 @@
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`).
 
-use axum::{Router, response::Html, routing::get, serve::ListenerExt};
+use axum::{Router, response::Html, routing::get};
 use melody::Melody;
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
@@ -29,9 +29,6 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("chat: open http://{}/", listener.local_addr()?);
-    // Sessions batch their writes themselves: Nagle's algorithm would only delay each batch.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await
+    // `melody::serve`: header timeouts, a cap on unfinished handshakes, TCP_NODELAY.
+    melody::serve(listener, app).await
 }

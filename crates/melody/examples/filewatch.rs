@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         path.display()
     );
     std::io::stdout().flush()?;
-    axum::serve(listener, app).await?;
+    melody::serve(listener, app).await?;
     Ok(())
 }
 

@@ -6,60 +6,79 @@
 //! ```
 //!
 //! Protocol (text): the page sends `"X Y"` on mouse moves; the server sends `iam ID` (your id),
-//! `set ID X Y` (visitor ID is at X,Y) and `dis ID` (visitor ID left). Listens on `ADDR`
-//! (default `127.0.0.1:5000`).
+//! `set ID X Y` (visitor ID is at X,Y) and `dis ID` (visitor ID left). A newcomer gets everyone
+//! already there in one message of `set` lines, at most [`SNAPSHOT_MAX`] of them: a connect
+//! costs one message, not one per visitor. Listens on `ADDR` (default `127.0.0.1:5000`).
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    sync::{Arc, Mutex},
+};
 
 use axum::{Router, response::Html, routing::get};
-use melody::Melody;
+use melody::{Melody, SessionId};
 
-/// Where a visitor's mouse is; stored on their session.
-#[derive(Clone)]
-struct Gopher {
-    id: String,
-    x: String,
-    y: String,
-}
+/// Most gophers a newcomer is told about at once; the others appear as soon as they move.
+const SNAPSHOT_MAX: usize = 200;
+
+/// Where each visitor's mouse is. One map for the hub: a connect reads it once instead of
+/// visiting every session.
+type Positions = Arc<Mutex<HashMap<SessionId, (i32, i32)>>>;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
+    let positions = Positions::default();
 
-    melody.handle_connect(|session| {
-        // Tell the newcomer where everyone else is, then who they are.
-        for other in session.melody().sessions() {
-            if let Some(g) = other.get_ext::<Gopher>().filter(|_| other != *session) {
-                let _ = session.write(format!("set {} {} {}", g.id, g.x, g.y));
+    let on_connect = positions.clone();
+    melody.handle_connect(move |session| {
+        let mut snapshot = String::new();
+        {
+            let positions = on_connect.lock().expect("positions lock");
+            for (id, (x, y)) in positions.iter().take(SNAPSHOT_MAX) {
+                let _ = writeln!(snapshot, "set {id} {x} {y}");
             }
         }
-        let me = Gopher {
-            id: session.id().to_string(),
-            x: "0".into(),
-            y: "0".into(),
-        };
-        let _ = session.write(format!("iam {}", me.id));
-        session.insert_ext(me);
-    });
-
-    melody.handle_disconnect(|session| {
-        if let Some(me) = session.get_ext::<Gopher>() {
-            let _ = session
-                .melody()
-                .broadcast_others(format!("dis {}", me.id), session);
+        if !snapshot.is_empty() {
+            let _ = session.write(snapshot);
         }
+        let _ = session.write(format!("iam {}", session.id()));
+        on_connect
+            .lock()
+            .expect("positions lock")
+            .insert(session.id(), (0, 0));
     });
 
-    melody.handle_message(|session, text| {
+    let on_disconnect = positions.clone();
+    melody.handle_disconnect(move |session| {
+        on_disconnect
+            .lock()
+            .expect("positions lock")
+            .remove(&session.id());
+        let _ = session
+            .melody()
+            .broadcast_others(format!("dis {}", session.id()), session);
+    });
+
+    melody.handle_message(move |session, text| {
+        // Only two integers are passed on: what one visitor sends reaches every page.
         let Some((x, y)) = text.split_once(' ') else {
             return;
         };
-        let Some(mut me) = session.get_ext::<Gopher>() else {
+        let (Ok(x), Ok(y)) = (x.parse::<i32>(), y.parse::<i32>()) else {
             return;
         };
-        (me.x, me.y) = (x.to_owned(), y.to_owned());
+        if let Some(position) = positions
+            .lock()
+            .expect("positions lock")
+            .get_mut(&session.id())
+        {
+            *position = (x, y);
+        }
         let _ = session
             .melody()
-            .broadcast_others(format!("set {} {x} {y}", me.id), session);
-        session.insert_ext(me);
+            .broadcast_others(format!("set {} {x} {y}", session.id()), session);
     });
 
     let app = Router::new()
@@ -69,5 +88,5 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("gophers: open http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await
+    melody::serve(listener, app).await
 }

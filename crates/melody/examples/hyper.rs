@@ -1,19 +1,26 @@
-//! The chat served by plain hyper 1, without axum: `Melody::handle_request` takes an
-//! `http::Request` and returns the `101` (or refusal) response.
+//! The chat served without axum: `Melody::handle_request` takes an `http::Request` and returns
+//! the `101` (or refusal) response, and `melody::serve` runs hyper with the limits a public
+//! server needs (header timeout, a cap on unfinished handshakes, accept errors survived).
 //!
 //! ```sh
 //! cargo run --release --example hyper   # then open the printed URL in two tabs
 //! ```
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`). Each session gets a `visitor` key at upgrade
-//! (Go melody's `HandleRequestWithKeys`) and its remote address through [`melody::RemoteAddr`].
+//! (Go melody's `HandleRequestWithKeys`); `melody::serve` gives every request the peer's
+//! address, which the session reports as `remote_addr`.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use http_body_util::Full;
-use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use melody::{Bytes, Keys, Melody, RemoteAddr};
+use hyper::{Request, Response, body::Incoming};
+use melody::{Bytes, Keys, Melody};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -30,33 +37,21 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("hyper chat: open http://{}/", listener.local_addr()?);
 
-    let mut visitors = 0u64;
-    loop {
-        let (stream, peer) = listener.accept().await?;
-        visitors += 1;
-        let (melody, visitor) = (melody.clone(), visitors);
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            let upgrade = (req.uri().path() == "/ws").then(|| {
-                req.extensions_mut().insert(RemoteAddr(peer));
-                melody.handle_request_with_keys(req, Keys::new().with("visitor", visitor))
-            });
-            async move {
-                let response = match upgrade {
-                    Some(upgrade) => upgrade.await,
-                    None => page(),
-                };
-                Ok::<_, Infallible>(response)
-            }
+    let visitors = Arc::new(AtomicU64::new(0));
+    let service = tower::service_fn(move |req: Request<Incoming>| {
+        let upgrade = (req.uri().path() == "/ws").then(|| {
+            let visitor = visitors.fetch_add(1, Ordering::Relaxed) + 1;
+            melody.handle_request_with_keys(req, Keys::new().with("visitor", visitor))
         });
-        tokio::spawn(async move {
-            let connection = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(error) = connection.await {
-                eprintln!("connection error: {error}");
-            }
-        });
-    }
+        async move {
+            let response = match upgrade {
+                Some(upgrade) => upgrade.await,
+                None => page(),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    melody::serve(listener, service).await
 }
 
 fn page() -> Response<Full<Bytes>> {

@@ -19,7 +19,9 @@ use melody::{Keys, Melody};
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
     melody.handle_connect(|session| {
-        session.join(session.must_get::<String>("room"));
+        if let Err(error) = session.join(session.must_get::<String>("room")) {
+            eprintln!("session {} could not join its room: {error}", session.id());
+        }
     });
     melody.handle_message(|session, text| {
         let room = session.must_get::<String>("room");
@@ -49,5 +51,5 @@ async fn main() -> std::io::Result<()> {
         "multichat: open http://{}/channel/lobby",
         listener.local_addr()?
     );
-    axum::serve(listener, app).await
+    melody::serve(listener, app).await
 }

@@ -61,5 +61,5 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("sse: open http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await
+    melody::serve(listener, app).await
 }

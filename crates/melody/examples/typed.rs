@@ -6,8 +6,10 @@
 //! cargo run --release --features metrics --example typed   # then open the printed URL
 //! ```
 //!
-//! Listens on `ADDR` (default `127.0.0.1:5000`). Any non-empty `?token=` is accepted and used
-//! as the user name; no token gets 401.
+//! Listens on `ADDR` (default `127.0.0.1:5000`). The `?token=` is the user name: 1 to 32
+//! letters, digits, `_`, `-` or `.`; anything else gets 401 (a name goes out with every chat
+//! message, so its size is bounded like everything else a client controls). Direct messages are
+//! allowed for the `dm` type only: no client can make a `welcome` appear in another's stream.
 
 use axum::{Json, Router, response::Html, routing::get};
 use melody::{AuthRejection, Config, Envelope, Keys, Melody, router::BoxError};
@@ -34,16 +36,20 @@ async fn main() -> std::io::Result<()> {
     let melody = Melody::with_config(Config::default().message_rate_limit(20, 40));
 
     melody.handle_auth(|req| {
-        let token = req
+        let user = req
             .uri
             .query()
             .unwrap_or_default()
             .split('&')
             .find_map(|pair| pair.strip_prefix("token="))
-            .filter(|token| !token.is_empty())
+            .filter(|token| valid_user_name(token))
             .map(str::to_owned);
         async move {
-            let user = token.ok_or_else(|| AuthRejection::unauthorized("a token is required"))?;
+            let user = user.ok_or_else(|| {
+                AuthRejection::unauthorized(
+                    "the token must be a name of 1 to 32 letters, digits, _ - .",
+                )
+            })?;
             Ok(Keys::new().with("user", user))
         }
     });
@@ -55,7 +61,7 @@ async fn main() -> std::io::Result<()> {
     });
 
     melody.on_data::<Room, _, _>("join", |session, Room { room }| async move {
-        session.join(&room);
+        session.join(&room)?;
         session.send_envelope("joined", json!({ "room": room }))?;
         Ok(())
     });
@@ -78,7 +84,9 @@ async fn main() -> std::io::Result<()> {
         Ok::<_, BoxError>(())
     });
 
-    // `dm` envelopes carry a `target`: the router forwards them with `from` filled in.
+    // `dm` envelopes carry a `target`: the router forwards them with `from` filled in. No
+    // other type may be sent to another client.
+    melody.allow_direct("dm");
 
     let stats = melody.clone();
     let app = Router::new()
@@ -96,5 +104,13 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("typed: open http://{}/", listener.local_addr()?);
-    axum::serve(listener, app).await
+    melody::serve(listener, app).await
+}
+
+/// A user name as the token carries it: short, and nothing that needs escaping anywhere.
+fn valid_user_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }

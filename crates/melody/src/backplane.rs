@@ -583,15 +583,3 @@ impl Backplane for LocalBackplane {
         Some(Box::pin(std::future::ready(Ok(snapshots))))
     }
 }
-
-/// A random node id, without a dependency: std's hasher keys are random per process.
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    hasher.finish()
-}

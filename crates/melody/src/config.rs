@@ -1,6 +1,8 @@
 //! [`Config`]: timeouts, limits, the outbound queue and its overflow policy, the origin check.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+
+use http::HeaderName;
 
 use crate::origin::CheckOrigin;
 
@@ -71,6 +73,25 @@ pub struct Config {
     /// How many messages a session may send at once before the rate limit bites. Default 0:
     /// the same as `message_rate_limit`.
     pub message_burst: u32,
+    /// Most frames of any kind a session may send per second, on average: data frames,
+    /// continuation frames, pings, pongs. Frames are counted because each costs work to parse
+    /// and answer even when it carries nothing (an empty continuation frame, an unsolicited
+    /// pong); a session over its burst is closed with 1008 "frame rate limit exceeded".
+    /// Default 10,000 (a browser sends one frame per message). 0: no limit.
+    pub frame_rate_limit: u32,
+    /// How many frames a session may send at once before the frame rate limit bites. Default
+    /// 20,000; 0 means the same as `frame_rate_limit`.
+    pub frame_burst: u32,
+    /// Most topics one session may be in at once; [`Session::join`](crate::Session::join)
+    /// beyond it fails with [`JoinError::TooManyTopics`](crate::JoinError). Default 128.
+    pub max_topics_per_session: usize,
+    /// Largest upgrade request head a session keeps, in bytes: the URI plus every kept
+    /// header's name and value. A bigger one is refused with 431 before the upgrade. Default
+    /// 16 KiB.
+    pub max_request_head: usize,
+    /// Which request headers a session keeps for [`Session::headers`](crate::Session::headers):
+    /// `None` (the default) keeps all (bounded by `max_request_head`), `Some(names)` only those.
+    pub keep_headers: Option<Arc<[HeaderName]>>,
     /// How often an SSE stream gets a keep-alive comment (feature `sse`). Default 15 s.
     pub sse_keep_alive: Duration,
 }
@@ -89,6 +110,11 @@ impl Default for Config {
             max_connections: 0,
             message_rate_limit: 0,
             message_burst: 0,
+            frame_rate_limit: 10_000,
+            frame_burst: 20_000,
+            max_topics_per_session: 128,
+            max_request_head: 16 * 1024,
+            keep_headers: None,
             sse_keep_alive: Duration::from_secs(15),
         }
     }
@@ -180,6 +206,49 @@ impl Config {
         self
     }
 
+    /// Sets [`Config::frame_rate_limit`] (frames per second; 0 disables it) and
+    /// [`Config::frame_burst`] (0 means the same as the rate).
+    ///
+    /// ```
+    /// // A server fed by one upstream connection that sends 50,000 small messages a second.
+    /// let config = melody::Config::default().frame_rate_limit(100_000, 200_000);
+    /// assert_eq!(config.frame_rate_limit, 100_000);
+    /// ```
+    #[must_use]
+    pub fn frame_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.frame_rate_limit = per_second;
+        self.frame_burst = burst;
+        self
+    }
+
+    /// Sets [`Config::max_topics_per_session`].
+    #[must_use]
+    pub fn max_topics_per_session(mut self, topics: usize) -> Self {
+        self.max_topics_per_session = topics;
+        self
+    }
+
+    /// Sets [`Config::max_request_head`] in bytes.
+    #[must_use]
+    pub fn max_request_head(mut self, bytes: usize) -> Self {
+        self.max_request_head = bytes;
+        self
+    }
+
+    /// Keeps only these request headers on each session ([`Config::keep_headers`]); the rest
+    /// of the upgrade request's headers are dropped once the upgrade is checked.
+    ///
+    /// ```
+    /// use melody::{Config, http::header};
+    ///
+    /// let config = Config::default().keep_headers([header::COOKIE, header::USER_AGENT]);
+    /// ```
+    #[must_use]
+    pub fn keep_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.keep_headers = Some(names.into_iter().collect());
+        self
+    }
+
     /// Sets [`Config::sse_keep_alive`].
     #[must_use]
     pub fn sse_keep_alive(mut self, interval: Duration) -> Self {
@@ -192,6 +261,21 @@ impl Config {
         let rate = std::num::NonZeroU32::new(self.message_rate_limit)?;
         let burst = std::num::NonZeroU32::new(self.message_burst).unwrap_or(rate);
         Some(governor::Quota::per_second(rate).allow_burst(burst))
+    }
+
+    /// The frame budget: (nanoseconds of credit per frame, tolerance in nanoseconds), `None`
+    /// when the frame rate limit is off.
+    pub(crate) fn frame_budget(&self) -> Option<(u64, u64)> {
+        let rate = u64::from(self.frame_rate_limit);
+        if rate == 0 {
+            return None;
+        }
+        let burst = match u64::from(self.frame_burst) {
+            0 => rate,
+            burst => burst,
+        };
+        let per_frame = (1_000_000_000 / rate).max(1);
+        Some((per_frame, per_frame.saturating_mul(burst)))
     }
 
     /// The queue capacity actually used (at least 1).

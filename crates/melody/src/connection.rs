@@ -59,7 +59,12 @@ pub(crate) fn spawn(
                 return;
             }
         };
-        let socket = Socket::new(Io::new(upgraded), session.hub().config.max_message_size);
+        let config = &session.hub().config;
+        let socket = Socket::new(
+            Io::new(upgraded),
+            config.max_message_size,
+            config.frame_budget(),
+        );
         let mut connection = Connection::new(socket, session);
         connection.run().await;
     };
@@ -178,7 +183,8 @@ impl Connection {
                         let end = match next {
                             Some(Ok(item)) => self.inbound(item).await,
                             Some(Err(error)) => Some(self.failed(Error::Io(error))),
-                            None => Some(End::Drop),
+                            // The stream ended without a close frame.
+                            None => Some(self.failed(Error::AbnormalClosure)),
                         };
                         if let Some(end) = end {
                             return end;
@@ -384,6 +390,11 @@ impl Connection {
     /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
     async fn write_batch(&mut self) -> Result<(), Error> {
         let write_wait = self.session.hub().config.write_wait;
+        if write_wait.is_zero() {
+            // No time at all to write in: every write times out (Go melody's behaviour with
+            // a zero `WriteWait`), even one the socket would take at once.
+            return Err(Error::WriteTimeout(write_wait));
+        }
         // Control frames (pongs) go first and whole, so frames never interleave. Most writes
         // complete at once (the socket buffer has room); only a write that has to wait becomes
         // a future, with a timer, boxed so that it takes no room in an idle session.
@@ -459,6 +470,7 @@ impl Connection {
             Error::InvalidUtf8 => Some(Reason::BadUtf8),
             Error::Protocol(_) => Some(Reason::Protocol),
             Error::RateLimited => Some(Reason::RateLimit),
+            Error::FrameRateLimited => Some(Reason::FrameRate),
             _ => None,
         };
         if let Some(reason) = reason {
@@ -466,9 +478,10 @@ impl Connection {
         }
         self.session.hub().handlers().report(&self.session, &error);
         match error.close_code() {
+            // The connection is gone: there is nobody to send a close frame to.
+            Some(CloseCode::ABNORMAL_CLOSURE) | None => End::Drop,
             // After a violation nothing more is read, so the close does not wait for the peer's.
             Some(code) => End::Close(CloseFrame::new(code, error.to_string())),
-            None => End::Drop,
         }
     }
 

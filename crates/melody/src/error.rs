@@ -44,6 +44,14 @@ pub enum Error {
     /// beyond its burst. Closed with 1008.
     #[error("message rate limit exceeded")]
     RateLimited,
+    /// The peer sent more frames than [`Config::frame_rate_limit`](crate::Config) allows,
+    /// beyond its burst. Closed with 1008.
+    #[error("frame rate limit exceeded")]
+    FrameRateLimited,
+    /// The peer ended the connection without a close frame (Go melody reports this as a
+    /// close error with code 1006). Nothing is sent: the connection is gone.
+    #[error("connection closed without a close frame (1006 abnormal closure)")]
+    AbnormalClosure,
     /// No pong arrived within [`Config::pong_wait`](crate::Config).
     #[error("no pong within {0:?}")]
     PongTimeout(Duration),
@@ -86,7 +94,8 @@ impl Error {
     /// | [`Error::Protocol`] | 1002 |
     /// | [`Error::HandlerPanicked`] | 1011 |
     /// | [`Error::Closed`] (hub shut down) | 1001 |
-    /// | [`Error::RateLimited`] | 1008 |
+    /// | [`Error::RateLimited`], [`Error::FrameRateLimited`] | 1008 |
+    /// | [`Error::AbnormalClosure`] | 1006 (reported only: the connection is already gone) |
     /// | [`Error::MessageBufferFull`] under [`OverflowPolicy::CloseSession`](crate::OverflowPolicy) | 1008 |
     /// | the rest | none (the session goes on, or the connection is already gone) |
     ///
@@ -104,7 +113,10 @@ impl Error {
             Self::Protocol(_) => Some(CloseCode::PROTOCOL_ERROR),
             Self::HandlerPanicked(_) => Some(CloseCode::INTERNAL_SERVER_ERR),
             Self::Closed => Some(CloseCode::GOING_AWAY),
-            Self::MessageBufferFull | Self::RateLimited => Some(CloseCode::POLICY_VIOLATION),
+            Self::MessageBufferFull | Self::RateLimited | Self::FrameRateLimited => {
+                Some(CloseCode::POLICY_VIOLATION)
+            }
+            Self::AbnormalClosure => Some(CloseCode::ABNORMAL_CLOSURE),
             _ => None,
         }
     }
@@ -124,6 +136,8 @@ mod tests {
             (Error::Closed, Some(1001)),
             (Error::MessageBufferFull, Some(1008)),
             (Error::RateLimited, Some(1008)),
+            (Error::FrameRateLimited, Some(1008)),
+            (Error::AbnormalClosure, Some(1006)),
             (Error::WriteClosed, None),
             (Error::PongTimeout(Duration::ZERO), None),
             (Error::HandlerFailed("x".into()), None),

@@ -28,10 +28,6 @@ pub(crate) enum Inbound {
     Violation(Error),
 }
 
-/// The most a message buffer reserves ahead of the bytes that have arrived: a header can claim
-/// any length, and memory is spent only on what the peer actually sends.
-const MAX_RESERVE_AHEAD: usize = 64 * 1024;
-
 /// Room of a shared buffer for small messages that arrive whole: one allocation serves many
 /// messages, and a message kept by the application keeps at most this much alive.
 const ARENA: usize = 4096;
@@ -82,6 +78,8 @@ pub(crate) struct FrameReader {
     arena: BytesMut,
     /// A close frame or a violation has been read: the rest of the stream is ignored.
     done: bool,
+    /// Frames started since the last [`FrameReader::take_frames`], for the frame rate limit.
+    frames: u32,
 }
 
 impl FrameReader {
@@ -96,6 +94,7 @@ impl FrameReader {
             ready: VecDeque::new(),
             arena: BytesMut::new(),
             done: false,
+            frames: 0,
         }
     }
 
@@ -112,6 +111,18 @@ impl FrameReader {
         if self.ready.is_empty() {
             self.ready = VecDeque::new();
         }
+    }
+
+    /// Ends reading with `violation`: what was parsed but not yet taken is dropped.
+    pub(crate) fn fail(&mut self, violation: Error) {
+        self.ready.clear();
+        self.ready.push_back(Inbound::Violation(violation));
+        self.done = true;
+    }
+
+    /// How many frames have started since the last call.
+    pub(crate) fn take_frames(&mut self) -> u32 {
+        std::mem::take(&mut self.frames)
     }
 
     /// Whether the stream has ended for the reader (close frame or violation read).
@@ -189,6 +200,7 @@ impl FrameReader {
     }
 
     fn start_frame(&mut self, header: &[u8]) -> Result<(), Error> {
+        self.frames = self.frames.saturating_add(1);
         let (b0, b1) = (header[0], header[1]);
         let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
         let (len, mask_at) = match b1 & 0x7F {
@@ -265,8 +277,10 @@ impl FrameReader {
         };
         let start = target.len();
         if target.capacity() - start < take {
-            // Room for the rest of the frame, but never far ahead of what has arrived.
-            target.reserve(frame.remaining.min(MAX_RESERVE_AHEAD).max(take));
+            // Grow with what has arrived (doubling what is there), never ahead of it: a header
+            // may announce any length up to the limit, and a peer that then stalls must not
+            // hold memory it never sent.
+            target.reserve(take.max(start).min(frame.remaining));
         }
         target.put_slice(&data[..take]);
         unmask(&mut target[start..], frame.mask, frame.received);

@@ -15,20 +15,23 @@ use std::{
     mem::MaybeUninit,
     pin::Pin,
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    Message,
+    Error, Message,
     frames::{Control, FrameReader, Inbound},
+    serve::ServeStream,
 };
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
+    time::Instant,
 };
 
 pub(crate) struct Io {
@@ -47,18 +50,31 @@ impl Io {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Self {
                 inner: Inner::Tcp(without_nagle(parts.io.into_inner())),
-                // Even empty, hyper's leftover slice would keep its whole read buffer alive.
-                prefix: if parts.read_buf.is_empty() {
-                    Bytes::new()
-                } else {
-                    Bytes::copy_from_slice(&parts.read_buf)
+                prefix: leftover(&parts.read_buf),
+            },
+            Err(upgraded) => match upgraded.downcast::<TokioIo<ServeStream>>() {
+                // Served by `melody::serve`: the session's own write wait replaces the
+                // server's write timeout, and the stream is used directly.
+                Ok(parts) => Self {
+                    inner: Inner::Tcp(parts.io.into_inner().into_tcp()),
+                    prefix: leftover(&parts.read_buf),
+                },
+                Err(upgraded) => Self {
+                    prefix: Bytes::new(),
+                    inner: Inner::Upgraded(TokioIo::new(upgraded)),
                 },
             },
-            Err(upgraded) => Self {
-                prefix: Bytes::new(),
-                inner: Inner::Upgraded(TokioIo::new(upgraded)),
-            },
         }
+    }
+}
+
+/// What hyper read past the request head, in an allocation of its own: even empty, hyper's
+/// slice would keep its whole read buffer alive.
+fn leftover(read_buf: &Bytes) -> Bytes {
+    if read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(read_buf)
     }
 }
 
@@ -71,14 +87,22 @@ pub(crate) struct Socket {
     reader: FrameReader,
     /// Encoded control frames (pongs, pings, the close) waiting for the next write.
     control: BytesMut,
+    budget: Option<FrameBudget>,
 }
 
 impl Socket {
-    pub(crate) fn new(io: Io, max_message: usize) -> Self {
+    /// `budget`: nanoseconds of credit per frame and the tolerance (see
+    /// [`Config::frame_budget`](crate::Config)), `None` for no frame rate limit.
+    pub(crate) fn new(io: Io, max_message: usize, budget: Option<(u64, u64)>) -> Self {
         Self {
             io,
             reader: FrameReader::new(max_message),
             control: BytesMut::new(),
+            budget: budget.map(|(per_frame, tolerance)| FrameBudget {
+                per_frame,
+                tolerance,
+                next: Instant::now(),
+            }),
         }
     }
 
@@ -105,6 +129,13 @@ impl Socket {
                 return Poll::Ready(None);
             }
             self.reader.feed(buf.filled());
+            // Counted per read, not per frame: one clock read for every frame of the read.
+            if let Some(budget) = &mut self.budget {
+                let frames = self.reader.take_frames();
+                if frames > 0 && !budget.spend(frames) {
+                    self.reader.fail(Error::FrameRateLimited);
+                }
+            }
         }
     }
 
@@ -189,6 +220,29 @@ impl Socket {
         let mut discard = [0u8; 512];
         while let Ok(Ok(1..)) = tokio::time::timeout(linger, self.io.read(&mut discard)).await {}
         Ok(())
+    }
+}
+
+/// The frame rate limit as a generic cell rate algorithm: each frame moves `next` (the time
+/// at which the peer is back within its average rate) by `per_frame`; the peer is over its
+/// burst when `next` runs more than `tolerance` ahead of now. Three words, no allocation.
+struct FrameBudget {
+    per_frame: u64,
+    tolerance: u64,
+    next: Instant,
+}
+
+impl FrameBudget {
+    /// Spends the credit of `frames` frames; `false` when the peer is over its burst.
+    fn spend(&mut self, frames: u32) -> bool {
+        let now = Instant::now();
+        let cost = Duration::from_nanos(self.per_frame.saturating_mul(u64::from(frames)));
+        let next = self.next.max(now) + cost;
+        if next.duration_since(now) > Duration::from_nanos(self.tolerance) {
+            return false;
+        }
+        self.next = next;
+        true
     }
 }
 

@@ -15,8 +15,10 @@ mod melody;
 mod message;
 mod origin;
 mod queue;
+mod random;
 mod registry;
 pub mod router;
+pub mod serve;
 mod session;
 mod shutdown;
 #[cfg(feature = "sse")]
@@ -36,7 +38,8 @@ pub use crate::{
     },
     origin::{CheckOrigin, OriginPattern},
     router::Envelope,
-    session::{Keys, Session, SessionId, Value},
+    serve::serve,
+    session::{JoinError, Keys, ParseSessionIdError, Session, SessionId, Value},
     stats::{Rejections, Stats},
     upgrade::{AuthRejection, LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
 };

@@ -5,7 +5,7 @@ use std::{
     future::Future,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -92,14 +92,14 @@ impl Hub {
             .unwrap_or_else(|| CloseFrame::new(CloseCode::GOING_AWAY, ""))
     }
 
+    /// A random id that no connected session of this hub has.
     pub(crate) fn next_id(&self) -> SessionId {
-        // One counter for the process, so ids stay unique across hubs, under a random
-        // 24-bit process tag, so ids of different processes (cluster nodes) differ too.
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        static TAG: OnceLock<u64> = OnceLock::new();
-        let tag = *TAG.get_or_init(|| crate::backplane::random_u64() >> 40);
-        let counter = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ((1 << 40) - 1);
-        SessionId::new((tag << 40) | counter)
+        loop {
+            let id = SessionId::random();
+            if self.registry.get(id).is_none() {
+                return id;
+            }
+        }
     }
 }
 
@@ -129,7 +129,7 @@ impl Melody {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             close_frame: OnceLock::new(),
-            node: NodeId(crate::backplane::random_u64()),
+            node: NodeId(crate::random::u64()),
             backplane: OnceLock::new(),
             slots: AtomicUsize::new(0),
             tasks: AtomicUsize::new(0),
@@ -412,9 +412,13 @@ impl Melody {
         Ok(queued)
     }
 
-    /// Number of connected sessions.
+    /// Number of connected sessions; 0 from the moment the hub is closed (sessions still in
+    /// their closing handshake are no longer counted).
     #[must_use]
     pub fn len(&self) -> usize {
+        if self.is_closed() {
+            return 0;
+        }
         self.hub.registry.len()
     }
 
@@ -425,9 +429,15 @@ impl Melody {
     }
 
     /// A snapshot of the connected sessions (Go melody's `Sessions`).
-    #[must_use]
-    pub fn sessions(&self) -> Vec<Session> {
-        self.hub.registry.snapshot()
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the hub is closed.
+    pub fn sessions(&self) -> Result<Vec<Session>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(self.hub.registry.snapshot())
     }
 
     /// The connected session with this id, if any.
@@ -507,6 +517,8 @@ impl Melody {
         for session in self.hub.registry.snapshot() {
             session.request_close(frame.clone());
         }
+        #[cfg(feature = "sse")]
+        crate::sse::close_all(&self.hub);
         Ok(())
     }
 

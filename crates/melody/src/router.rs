@@ -21,7 +21,7 @@
 //!         next.run(session, envelope).await
 //!     })
 //!     .on_data("join", |session, join: Join| async move {
-//!         session.join(&join.room);
+//!         session.join(&join.room)?;
 //!         session.send_envelope("joined", &join.room)?;
 //!         Ok(())
 //!     })
@@ -43,11 +43,19 @@
 //!    [`Malformed::Close`], is closed with 1003 Unsupported Data "malformed envelope".
 //! 2. The server sets `from` to the sender's id ([`SessionId`]'s decimal form); a `from` sent by
 //!    the client is always overwritten, never trusted.
-//! 3. An envelope with a `target` is a **direct send**: it goes through the middleware, then is
-//!    forwarded as is (with `from` set) to the session whose id is `target` (the id's exact
-//!    decimal form). The type's handler
-//!    does not run. When no such session is connected, the sender gets
+//! 3. An envelope with a `target` is a **direct send**, allowed only for the types declared
+//!    with [`Melody::allow_direct`] (none by default: a client must not be able to make any
+//!    envelope appear in another client's stream). Any other type with a `target` gets
+//!    `{"type":"error","data":{"reason":"direct send not allowed","type":"…"}}`. An allowed one
+//!    goes through the middleware, then is forwarded (with `from` set) to the session whose id
+//!    is `target` (the id's exact decimal form); the type's handler does not run. When no such
+//!    session is connected, the sender gets
 //!    `{"type":"error","data":{"reason":"target not connected","target":"…"}}`.
+//!
+//!    A forwarded envelope is unmistakably a peer's: it always carries `target` (the
+//!    recipient's id) and `from` (the sender's, set by the server), while the server's own
+//!    envelopes ([`Session::send_envelope`], [`Melody::broadcast_envelope`], …) never carry a
+//!    `target`. Session ids are random, so a client cannot find another's id by counting.
 //! 4. Otherwise the handler registered for `type` runs, inside the middleware.
 //! 5. A type with no handler is **unknown**: dropped by default (no middleware runs), or answered
 //!    with `{"type":"error","data":{"reason":"unknown type","type":"…"}}` under
@@ -63,7 +71,13 @@
 //! [`Config::concurrent_message_handling`](crate::Config) is set). A handler that must do long
 //! work should hand it to another task.
 
-use std::{collections::HashMap, fmt, future::Future, pin::Pin, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -297,11 +311,7 @@ fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
     envelope.from = Some(sender.id().to_string());
     envelope.target = Some(target.clone());
     // Only the id's exact decimal form names it: no sign, no leading zeros.
-    let id = target
-        .parse::<u64>()
-        .ok()
-        .filter(|id| id.to_string() == target)
-        .map(SessionId::new);
+    let id = target.parse::<SessionId>().ok();
     let melody = sender.melody();
     let delivered = match id.map(|id| (id, melody.session(id))) {
         // A full queue is reported by the write itself; only a closed target counts as gone.
@@ -348,6 +358,8 @@ impl std::error::Error for DataError {}
 #[derive(Clone, Default)]
 pub(crate) struct Router {
     routes: HashMap<String, RouteFn>,
+    /// The types a client may send to another client by `target`.
+    direct: HashSet<String>,
     middleware: Arc<[MiddlewareFn]>,
     options: RouterOptions,
 }
@@ -356,7 +368,7 @@ impl Router {
     /// Whether any route or middleware is registered; only then does the router take text
     /// messages.
     pub(crate) fn is_active(&self) -> bool {
-        !self.routes.is_empty() || !self.middleware.is_empty()
+        !self.routes.is_empty() || !self.middleware.is_empty() || !self.direct.is_empty()
     }
 
     /// Routes one inbound text message. Errors are reported (error handler, error envelope, or
@@ -378,6 +390,13 @@ impl Router {
         };
         envelope.from = Some(session.id().to_string());
         let endpoint = if let Some(target) = &envelope.target {
+            if !self.direct.contains(&envelope.kind) {
+                tracing::debug!(session = %session.id(), kind = %envelope.kind, "direct send of a type not allowed");
+                return reply_error(
+                    session,
+                    serde_json::json!({ "reason": "direct send not allowed", "type": envelope.kind }),
+                );
+            }
             Endpoint::Forward(target.clone())
         } else if let Some(handler) = self.routes.get(&envelope.kind) {
             Endpoint::Route(handler.clone())
@@ -482,7 +501,7 @@ impl Melody {
     ///
     /// let melody = melody::Melody::new();
     /// melody.on_data::<Join, _, _>("join", |session, join| async move {
-    ///     session.join(&join.room);
+    ///     session.join(&join.room)?;
     ///     Ok(())
     /// });
     /// ```
@@ -530,6 +549,21 @@ impl Melody {
             let mut chain = router.middleware.to_vec();
             chain.push(middleware.clone());
             router.middleware = chain.into();
+        })
+    }
+
+    /// Lets clients send envelopes of type `kind` to each other by `target` (a direct send; see
+    /// the [`router`](crate::router) module). Off for every type by default.
+    ///
+    /// ```
+    /// let melody = melody::Melody::new();
+    /// // `{"type":"dm","data":"hi","target":"<id>"}` reaches session <id> with `from` set.
+    /// melody.allow_direct("dm");
+    /// ```
+    pub fn allow_direct(&self, kind: impl Into<String>) -> &Self {
+        let kind = kind.into();
+        update_router(self, |router| {
+            router.direct.insert(kind.clone());
         })
     }
 

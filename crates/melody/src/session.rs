@@ -23,13 +23,33 @@ use crate::{
     queue::{Outbox, PushError},
 };
 
-/// A session's identifier: unique among the sessions of a process, never reused.
+/// A session's identifier: random (64 bits from the operating system's generator), so a
+/// client cannot guess another session's id from its own, and unique among the connected
+/// sessions of a hub.
+///
+/// On the wire (JSON, [`Display`](fmt::Display)) it is a decimal string, never a number:
+/// JavaScript numbers hold integers only up to 2^53, and an id above that would silently
+/// change in a browser.
+///
+/// ```
+/// use melody::SessionId;
+///
+/// let id: SessionId = "18446744073709551615".parse()?;
+/// assert_eq!(serde_json::to_string(&id)?, r#""18446744073709551615""#);
+/// assert!("007".parse::<SessionId>().is_err()); // only the exact decimal form names an id
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct SessionId(u64);
 
 impl SessionId {
     pub(crate) fn new(id: u64) -> Self {
         Self(id)
+    }
+
+    /// A fresh random id.
+    pub(crate) fn random() -> Self {
+        Self(crate::random::u64())
     }
 
     /// The id as a number.
@@ -50,6 +70,67 @@ impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
     }
+}
+
+/// A string that is not the exact decimal form of a [`SessionId`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a session id")]
+pub struct ParseSessionIdError;
+
+impl std::str::FromStr for SessionId {
+    type Err = ParseSessionIdError;
+
+    /// Parses the exact decimal form: no sign, no leading zeros, no spaces.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let exact = text.bytes().all(|b| b.is_ascii_digit())
+            && !text.is_empty()
+            && (text == "0" || !text.starts_with('0'));
+        if !exact {
+            return Err(ParseSessionIdError);
+        }
+        text.parse().map(Self).map_err(|_| ParseSessionIdError)
+    }
+}
+
+impl serde::Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SessionId {
+    /// From the decimal string (as serialized); a JSON number is accepted too.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SessionId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a session id as a decimal string")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<SessionId, E> {
+                text.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<SessionId, E> {
+                Ok(SessionId(id))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Why [`Session::join`] did not join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The session is closed or closing.
+    #[error("session is closed")]
+    Closed,
+    /// The session is already in [`Config::max_topics_per_session`](crate::Config) topics.
+    #[error("session is already in {max} topics, the most allowed")]
+    TooManyTopics {
+        /// The configured limit.
+        max: usize,
+    },
 }
 
 /// A value stored under a string key on a session (Go melody's `Keys`).
@@ -413,26 +494,40 @@ impl Session {
         lock(&self.inner.extensions).remove::<T>()
     }
 
-    /// Joins a topic (any string: `room:lobby`, `tenant:42`); `false` when the session was
-    /// already in it or is closed. A session leaves all its topics when it disconnects.
+    /// Joins a topic (any string: `room:lobby`, `tenant:42`): `Ok(true)` when it joined,
+    /// `Ok(false)` when it was already in it. A session leaves all its topics when it
+    /// disconnects.
     ///
     /// ```no_run
-    /// # fn demo(session: &melody::Session) {
-    /// session.join("room:lobby");
-    /// let _ = session.melody().publish("room:lobby", "someone joined");
-    /// # }
+    /// # fn demo(session: &melody::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// session.join("room:lobby")?;
+    /// session.melody().publish("room:lobby", "someone joined")?;
+    /// # Ok(()) }
     /// ```
-    pub fn join(&self, topic: impl AsRef<str>) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Closed`] when the session is closed; [`JoinError::TooManyTopics`] when it
+    /// is already in [`Config::max_topics_per_session`](crate::Config) topics (topics are
+    /// often named by clients: the limit bounds what one client can cost).
+    pub fn join(&self, topic: impl AsRef<str>) -> Result<bool, JoinError> {
         let hub = self.hub();
         let mut topics = lock(&self.inner.topics);
         let topic = topic.as_ref();
-        if self.is_closed() || topics.iter().any(|t| &**t == topic) {
-            return false;
+        if self.is_closed() {
+            return Err(JoinError::Closed);
+        }
+        if topics.iter().any(|t| &**t == topic) {
+            return Ok(false);
+        }
+        let max = hub.config.max_topics_per_session;
+        if topics.len() >= max {
+            return Err(JoinError::TooManyTopics { max });
         }
         let name = hub.topics.intern(topic);
         hub.topics.join(&name, self);
         topics.push(name);
-        true
+        Ok(true)
     }
 
     /// Leaves a topic; `false` when the session was not in it.

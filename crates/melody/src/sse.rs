@@ -228,12 +228,37 @@ impl Event {
         if let Some(retry) = self.retry {
             put_field(&mut out, "retry", &retry.as_millis().to_string());
         }
-        for line in self.data.split('\n') {
-            put_field(&mut out, "data", line.strip_suffix('\r').unwrap_or(line));
+        for line in lines(&self.data) {
+            put_field(&mut out, "data", line);
         }
         out.put_u8(b'\n');
         out.freeze()
     }
+}
+
+/// The lines of `text` as an event stream parser reads them: a line ends at `\r\n`, `\r` or
+/// `\n`. Splitting on `\n` alone would let a bare `\r` in published data start a line of its
+/// own, and so inject `id:`, `event:` or `retry:` fields into every subscriber's stream.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            Some(end) => {
+                let skip = if text[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = Some(&text[end + skip..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 fn one_line(text: String) -> String {
@@ -256,6 +281,18 @@ fn put_field(out: &mut BytesMut, name: &str, value: &str) {
 pub(crate) struct Subscriber {
     id: u64,
     queue: mpsc::Sender<Bytes>,
+    /// Since when (milliseconds on [`stall_clock`]) its queue has been found full, 0 when it
+    /// is not: a subscriber that stays full for `write_wait` has stopped reading.
+    stalled_since: Arc<AtomicU64>,
+}
+
+/// Milliseconds since the first call, never 0.
+fn stall_clock() -> u64 {
+    static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(tokio::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 impl Member for Subscriber {
@@ -369,6 +406,7 @@ impl Melody {
         let subscriber = Subscriber {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             queue,
+            stalled_since: Arc::default(),
         };
         let topic = hub.sse.intern(topic);
         hub.sse.join(&topic, &subscriber);
@@ -443,14 +481,32 @@ impl Melody {
         let hub = self.hub();
         let frame = encode();
         let mut queued = 0;
+        let write_wait = u64::try_from(hub.config.write_wait.as_millis()).unwrap_or(u64::MAX);
         for subscriber in subscribers.iter() {
             match subscriber.queue.try_send(frame.clone()) {
-                Ok(()) => queued += 1,
+                Ok(()) => {
+                    queued += 1;
+                    if subscriber.stalled_since.load(Ordering::Relaxed) != 0 {
+                        subscriber.stalled_since.store(0, Ordering::Relaxed);
+                    }
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     hub.counters.sse_dropped();
-                    if hub.config.overflow == OverflowPolicy::CloseSession {
+                    let now = stall_clock();
+                    let since = match subscriber.stalled_since.load(Ordering::Relaxed) {
+                        0 => {
+                            subscriber.stalled_since.store(now, Ordering::Relaxed);
+                            now
+                        }
+                        since => since,
+                    };
+                    let stalled = now.saturating_sub(since) >= write_wait;
+                    if stalled || hub.config.overflow == OverflowPolicy::CloseSession {
                         // Out of the index, the queue's last sender is gone: the stream ends
-                        // once the subscriber has read what is queued.
+                        // once the subscriber has read what is queued. A subscriber whose
+                        // queue stayed full for the write wait has stopped reading, as a
+                        // WebSocket session whose write takes that long.
+                        tracing::debug!(%topic, stalled, "sse subscriber dropped: queue full");
                         hub.sse.leave(topic, subscriber.id);
                     }
                 }
@@ -462,13 +518,20 @@ impl Melody {
     }
 }
 
+/// Ends every SSE stream once what is queued for it is read: the hub has closed.
+pub(crate) fn close_all(hub: &Hub) {
+    hub.sse.clear();
+}
+
 /// The session key under which [`Melody::handler_with_topic`] passes the topic to join.
 pub(crate) const AUTO_JOIN_KEY: &str = "melody.auto_join";
 
 /// Joins the topic a topic-resolving handler chose, if any.
 pub(crate) fn auto_join(session: &Session) {
     if let Some(topic) = session.get::<String>(AUTO_JOIN_KEY) {
-        session.join(topic);
+        if let Err(error) = session.join(topic) {
+            tracing::debug!(session = %session.id(), %error, "could not join the resolved topic");
+        }
     }
 }
 

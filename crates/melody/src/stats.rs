@@ -13,6 +13,7 @@ pub(crate) enum Reason {
     Auth,
     MaxConnections,
     RateLimit,
+    FrameRate,
     TooBig,
     BadUtf8,
     Protocol,
@@ -26,6 +27,7 @@ impl Reason {
             Self::Auth => "auth",
             Self::MaxConnections => "max_connections",
             Self::RateLimit => "rate_limit",
+            Self::FrameRate => "frame_rate",
             Self::TooBig => "too_big",
             Self::BadUtf8 => "bad_utf8",
             Self::Protocol => "protocol",
@@ -42,7 +44,7 @@ pub(crate) struct Counters {
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
     dropped: AtomicU64,
-    rejected: [AtomicU64; 7],
+    rejected: [AtomicU64; 8],
     sse_subscribers: AtomicU64,
     sse_events: AtomicU64,
     sse_dropped: AtomicU64,
@@ -229,6 +231,8 @@ pub struct Rejections {
     pub max_connections: u64,
     /// Sessions closed for exceeding the message rate limit (1008).
     pub rate_limit: u64,
+    /// Sessions closed for exceeding the frame rate limit (1008).
+    pub frame_rate: u64,
     /// Sessions closed for a message over the size limit (1009).
     pub too_big: u64,
     /// Sessions closed for invalid UTF-8 in a text message (1007).
@@ -263,6 +267,7 @@ impl Melody {
                 auth: counters.rejections(Reason::Auth),
                 max_connections: counters.rejections(Reason::MaxConnections),
                 rate_limit: counters.rejections(Reason::RateLimit),
+                frame_rate: counters.rejections(Reason::FrameRate),
                 too_big: counters.rejections(Reason::TooBig),
                 bad_utf8: counters.rejections(Reason::BadUtf8),
                 protocol: counters.rejections(Reason::Protocol),

@@ -70,6 +70,12 @@ impl<M: Member> Topics<M> {
         true
     }
 
+    /// Forgets every topic and member.
+    #[cfg_attr(not(feature = "sse"), allow(dead_code))]
+    pub(crate) fn clear(&self) {
+        self.write().clear();
+    }
+
     /// The members of `topic` at this instant (empty when the topic does not exist).
     pub(crate) fn members(&self, topic: &str) -> Members<M> {
         self.read().get(topic).cloned().unwrap_or_default()

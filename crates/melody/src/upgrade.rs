@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 
-use crate::{Keys, Melody, connection, handlers::AuthFn, melody::Hub, stats::Reason};
+use crate::{Config, Keys, Melody, connection, handlers::AuthFn, melody::Hub, stats::Reason};
 
 /// The response [`Melody::handle_request`] returns: `101 Switching Protocols` or a refusal.
 pub type UpgradeResponse = Response<Full<Bytes>>;
@@ -37,7 +37,8 @@ pub struct LocalAddr(pub SocketAddr);
 /// | refusal | status |
 /// |---|---|
 /// | [`MethodNotAllowed`](Self::MethodNotAllowed) | 405 |
-/// | [`NotUpgrade`](Self::NotUpgrade), [`InvalidKey`](Self::InvalidKey) | 400 |
+/// | [`NotUpgrade`](Self::NotUpgrade), [`InvalidKey`](Self::InvalidKey), [`HttpVersion`](Self::HttpVersion), [`MissingHost`](Self::MissingHost) | 400 |
+/// | [`HeadersTooLarge`](Self::HeadersTooLarge) | 431 |
 /// | [`UnsupportedVersion`](Self::UnsupportedVersion) | 426 |
 /// | [`OriginNotAllowed`](Self::OriginNotAllowed) | 403 |
 /// | [`Auth`](Self::Auth) | chosen by the auth hook (401 by default) |
@@ -58,9 +59,18 @@ pub enum UpgradeRejection {
     /// `Connection: upgrade` or `Upgrade: websocket` is missing.
     #[error("not a websocket upgrade request")]
     NotUpgrade,
-    /// `Sec-WebSocket-Key` is missing or not 16 base64-encoded bytes.
+    /// `Sec-WebSocket-Key` is missing, repeated, or not 16 base64-encoded bytes.
     #[error("missing or invalid Sec-WebSocket-Key header")]
     InvalidKey,
+    /// The request is not HTTP/1.1 (an HTTP/1.0 request cannot be upgraded).
+    #[error("websocket upgrades need HTTP/1.1")]
+    HttpVersion,
+    /// The request has no `Host` header (RFC 6455 section 4.2.1 requires one).
+    #[error("missing Host header")]
+    MissingHost,
+    /// The URI and kept headers exceed [`Config::max_request_head`](crate::Config::max_request_head).
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// `Sec-WebSocket-Version` is missing or not 13.
     #[error("unsupported websocket version, only 13 is supported")]
     UnsupportedVersion,
@@ -88,7 +98,10 @@ impl UpgradeRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotUpgrade | Self::InvalidKey => StatusCode::BAD_REQUEST,
+            Self::NotUpgrade | Self::InvalidKey | Self::HttpVersion | Self::MissingHost => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::Auth(rejection) => rejection.status,
@@ -324,7 +337,8 @@ impl Melody {
             remote_addr(&parts),
             parts.extensions.get::<LocalAddr>().map(|a| a.0),
         );
-        connection::spawn(hub.clone(), on_upgrade, compact(parts), keys, addrs, slot);
+        let parts = compact(parts, &hub.config).ok_or(UpgradeRejection::HeadersTooLarge)?;
+        connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
 
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -345,13 +359,30 @@ const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
     header::SEC_WEBSOCKET_EXTENSIONS,
 ];
 
-/// The request head with its own copies of the URI and headers, without the handshake headers.
+/// The request head a session keeps: its own copies of the URI and the kept headers, without
+/// the handshake headers; `None` when that is over [`Config::max_request_head`].
 ///
 /// hyper parses them as slices of its connection read buffer; a session that kept those would
 /// keep the whole buffer (kilobytes) alive for its lifetime. Measured with `melody-bench idle`.
-fn compact(mut parts: Parts) -> Parts {
-    let kept = |name: &header::HeaderName| !HANDSHAKE_HEADERS.contains(name);
-    let mut headers = HeaderMap::with_capacity(parts.headers.keys().filter(|n| kept(n)).count());
+/// The bound matters as much: a client controls how many headers it sends.
+fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
+    let kept = |name: &header::HeaderName| {
+        !HANDSHAKE_HEADERS.contains(name)
+            && config
+                .keep_headers
+                .as_ref()
+                .is_none_or(|names| names.contains(name))
+    };
+    let mut size = parts.uri.to_string().len();
+    let mut count = 0;
+    for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
+        size += name.as_str().len() + value.len();
+        count += 1;
+    }
+    if size > config.max_request_head {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(count);
     for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
         let name = header::HeaderName::from_bytes(name.as_str().as_bytes())
             .unwrap_or_else(|_| name.clone());
@@ -360,14 +391,17 @@ fn compact(mut parts: Parts) -> Parts {
     }
     parts.headers = headers;
     parts.uri = own_uri(&parts.uri);
-    // axum's router keeps the URI as it came as well.
+    // axum's router keeps the URI as it came as well: kept only where it differs (a nested
+    // router strips a prefix), so a session never holds the same URI twice.
     #[cfg(feature = "axum")]
     if let Some(::axum::extract::OriginalUri(uri)) = parts.extensions.remove() {
-        parts
-            .extensions
-            .insert(::axum::extract::OriginalUri(own_uri(&uri)));
+        if uri != parts.uri {
+            parts
+                .extensions
+                .insert(::axum::extract::OriginalUri(own_uri(&uri)));
+        }
     }
-    parts
+    Some(parts)
 }
 
 /// A copy of the URI in its own allocation.
@@ -380,27 +414,35 @@ fn check_request(parts: &Parts) -> Result<HeaderValue, UpgradeRejection> {
     if parts.method != Method::GET {
         return Err(UpgradeRejection::MethodNotAllowed);
     }
+    if parts.version != http::Version::HTTP_11 {
+        return Err(UpgradeRejection::HttpVersion);
+    }
     let headers = &parts.headers;
+    if headers.get_all(header::HOST).iter().count() != 1 {
+        return Err(UpgradeRejection::MissingHost);
+    }
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || !header_has_token(headers, header::UPGRADE, "websocket")
     {
         return Err(UpgradeRejection::NotUpgrade);
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
+    if only(headers, header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
         return Err(UpgradeRejection::UnsupportedVersion);
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
+    let key = only(headers, header::SEC_WEBSOCKET_KEY)
         .ok_or(UpgradeRejection::InvalidKey)?
         .as_bytes();
     match BASE64.decode(key) {
         Ok(decoded) if decoded.len() == 16 => Ok(accept_key(key)),
         _ => Err(UpgradeRejection::InvalidKey),
     }
+}
+
+/// The value of a header that must appear exactly once.
+fn only(headers: &HeaderMap, name: header::HeaderName) -> Option<&HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
 }
 
 /// Whether a comma-separated header contains `token` (case-insensitive) in any of its values.
@@ -463,8 +505,26 @@ mod tests {
             check_request(&post),
             Err(UpgradeRejection::MethodNotAllowed)
         );
-        let plain = Request::get("/ws").body(()).unwrap().into_parts().0;
+        let plain = Request::get("/ws")
+            .header("host", "example.com")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         assert_eq!(check_request(&plain), Err(UpgradeRejection::NotUpgrade));
+        let mut http10 = request(|b| b);
+        http10.version = http::Version::HTTP_10;
+        assert_eq!(check_request(&http10), Err(UpgradeRejection::HttpVersion));
+        let mut no_host = request(|b| b);
+        no_host.headers.remove("host");
+        assert_eq!(check_request(&no_host), Err(UpgradeRejection::MissingHost));
+        let two_keys = request(|b| b.header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
+        assert_eq!(check_request(&two_keys), Err(UpgradeRejection::InvalidKey));
+        let two_versions = request(|b| b.header("sec-websocket-version", "13"));
+        assert_eq!(
+            check_request(&two_versions),
+            Err(UpgradeRejection::UnsupportedVersion)
+        );
         let mut wrong = request(|b| b);
         wrong
             .headers

@@ -19,7 +19,7 @@ async fn cluster() -> Vec<(Melody, std::net::SocketAddr)> {
         melody.set_backplane(bus.clone());
         melody.handle_message(|s, text| {
             if let Some(topic) = text.strip_prefix("join:") {
-                s.join(topic);
+                s.join(topic).unwrap();
                 let _ = s.write(format!("joined {topic}"));
             }
         });
@@ -97,7 +97,7 @@ async fn direct_send_reaches_a_session_on_another_node() {
     let nodes = cluster().await;
     let mut far = connect(nodes[2].1).await;
     eventually(|| nodes[2].0.len() == 1).await;
-    let id = nodes[2].0.sessions()[0].id();
+    let id = nodes[2].0.sessions().unwrap()[0].id();
     assert!(nodes[0].0.session(id).is_none(), "not on node 0");
     nodes[0].0.send_to(id, "across nodes").unwrap();
     assert_eq!(recv_text(&mut far).await, "across nodes");

@@ -33,6 +33,7 @@ async fn named_hub(names: &[&str]) -> (Melody, Vec<Client>, Vec<Session>) {
         .map(|name| {
             melody
                 .sessions()
+                .unwrap()
                 .into_iter()
                 .find(|s| s.get::<String>("name").as_deref() == Some(name))
                 .unwrap()
@@ -154,7 +155,7 @@ async fn broadcast_shares_one_payload_among_recipients() {
 #[tokio::test]
 async fn sessions_lists_connected_sessions_with_unique_ids() {
     let (melody, _clients, sessions) = named_hub(&["a", "b", "c"]).await;
-    let ids: HashSet<_> = melody.sessions().iter().map(Session::id).collect();
+    let ids: HashSet<_> = melody.sessions().unwrap().iter().map(Session::id).collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(ids, sessions.iter().map(Session::id).collect());
     assert_eq!(melody.session(sessions[1].id()), Some(sessions[1].clone()));

@@ -284,6 +284,7 @@ async fn closing_a_session_cancels_its_pending_async_handler() {
     let id: u64 = waiting.strip_prefix("waiting ").unwrap().parse().unwrap();
     let session = melody
         .sessions()
+        .unwrap()
         .into_iter()
         .find(|s| s.id().as_u64() == id)
         .unwrap();

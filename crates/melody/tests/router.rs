@@ -143,7 +143,7 @@ async fn typed_data_decodes_or_counts_as_malformed() {
             let events = events.clone();
             async move {
                 events.push(format!("join {}", join.room));
-                session.join(&join.room);
+                session.join(&join.room)?;
                 session.send_envelope("joined", &join)?;
                 Ok(())
             }
@@ -285,8 +285,8 @@ async fn send_helpers_reach_session_all_topic_and_others() {
     let (mut c0, s0) = hub.client().await;
     let (mut c1, s1) = hub.client().await;
     let (mut c2, s2) = hub.client().await;
-    s0.join("room");
-    s1.join("room");
+    s0.join("room").unwrap();
+    s1.join("room").unwrap();
 
     s2.send_envelope("only-you", json!({"n": 2})).unwrap();
     assert_eq!(
@@ -366,6 +366,7 @@ async fn target_is_a_direct_send_through_middleware() {
             Ok(())
         }
     });
+    hub.melody.allow_direct("dm").allow_direct("x");
     let (mut c0, s0) = hub.client().await;
     let (mut c1, s1) = hub.client().await;
     let target = s1.id().to_string();

@@ -27,6 +27,8 @@ enum Outcome {
     Forwarded(usize),
     /// The sender gets "target not connected".
     NotConnected,
+    /// A type that may not be sent directly: the sender gets "direct send not allowed".
+    NotDirect(String),
     /// The error handler is told and the sender gets "malformed envelope".
     Malformed,
     /// Nothing happens (unknown type, dropped by default).
@@ -52,6 +54,9 @@ fn expected(text: &str, ids: &[String; 2]) -> Outcome {
         return Outcome::Malformed;
     };
     if let Some(target) = &envelope.target {
+        if envelope.kind != "dm" {
+            return Outcome::NotDirect(envelope.kind);
+        }
         return match ids.iter().position(|id| id == target) {
             Some(index) => Outcome::Forwarded(index),
             None => Outcome::NotConnected,
@@ -93,6 +98,7 @@ fn input(ids: [String; 2]) -> impl Strategy<Value = String> {
         Just("typed".to_owned()),
         Just("fail".to_owned()),
         Just("unknown".to_owned()),
+        Just("dm".to_owned()),
         ".{0,8}",
     ];
     let data = prop_oneof![json_value(), (0u16..300).prop_map(|n| json!({ "n": n })),];
@@ -141,6 +147,7 @@ async fn probe(client: &mut Client, nonce: u64) -> Vec<Value> {
 fn every_input_is_routed_or_reported_and_the_session_lives_on() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let melody = Melody::with_config(Config::default().max_message_size(1 << 20));
+    melody.allow_direct("dm");
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = errors.clone();
     melody.handle_error(move |_, error| {
@@ -217,6 +224,11 @@ fn every_input_is_routed_or_reported_and_the_session_lives_on() {
                 Outcome::Typed(n) => (vec![json!({"type": "typed", "data": n})], vec![], vec![]),
                 Outcome::Failed => (vec![], vec![], vec!["failed"]),
                 Outcome::Dropped => (vec![], vec![], vec![]),
+                Outcome::NotDirect(kind) => {
+                    let error = json!({"type": "error", "data": {
+                        "reason": "direct send not allowed", "type": kind }});
+                    (vec![error], vec![], vec![])
+                }
                 Outcome::NotConnected => {
                     let target = serde_json::from_str::<Envelope>(&text).unwrap().target;
                     let error = json!({"type": "error", "data": {

@@ -41,6 +41,24 @@ pub async fn spawn_router(app: Router) -> SocketAddr {
     addr
 }
 
+/// Serves any router on a free loopback port with `melody::serve`, its limits set by
+/// `configure` (the default limits with `|serve| serve`).
+pub async fn spawn_served<F>(
+    app: Router,
+    configure: impl FnOnce(
+        melody::serve::Serve<Router, std::future::Pending<()>>,
+    ) -> melody::serve::Serve<Router, F>,
+) -> SocketAddr
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = configure(melody::serve(listener, app));
+    tokio::spawn(async move { server.await });
+    addr
+}
+
 /// A WebSocket client connected to `ws://addr/ws`.
 pub async fn connect(addr: SocketAddr) -> Client {
     connect_with(addr, "/ws", &[]).await
