@@ -265,15 +265,9 @@ where
                         local: tcp.local_addr().ok(),
                         pending: Mutex::new(Some(permit)),
                     };
-                    if limits.nodelay {
-                        if let Err(error) = tcp.set_nodelay(true) {
-                            tracing::debug!(%error, "could not set TCP_NODELAY");
-                        }
-                    }
-                    let io = TokioIo::new(ServeStream::new(tcp, limits.write_timeout));
                     tokio::spawn(serve_connection(
                         http.clone(),
-                        io,
+                        prepare(tcp, &limits),
                         connection,
                         stopping.clone(),
                     ));
@@ -299,6 +293,17 @@ where
         stop.closed().await;
         Ok(())
     }
+}
+
+/// An accepted socket, ready for hyper: `TCP_NODELAY` set (a session batches its writes
+/// itself, so Nagle's algorithm would only hold each batch back), writes watched.
+fn prepare(tcp: TcpStream, limits: &Limits) -> TokioIo<ServeStream> {
+    if limits.nodelay {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    }
+    TokioIo::new(ServeStream::new(tcp, limits.write_timeout))
 }
 
 fn is_connection_error(error: &io::Error) -> bool {
@@ -477,5 +482,53 @@ impl AsyncWrite for ServeStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_get_nodelay_unless_turned_off() {
+        let (server, _client) = pair().await;
+        assert!(!server.nodelay().unwrap());
+        let io = prepare(server, &Limits::default());
+        assert!(io.inner().tcp.nodelay().unwrap());
+
+        let (server, _client) = pair().await;
+        let limits = Limits {
+            nodelay: false,
+            ..Limits::default()
+        };
+        assert!(!prepare(server, &limits).inner().tcp.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_write_that_makes_no_progress_times_out() {
+        use tokio::io::AsyncWriteExt;
+        let (server, _client) = pair().await;
+        let mut stream = ServeStream::new(server, Duration::from_millis(100));
+        // The client never reads: the socket buffers fill, then the write stalls.
+        let chunk = vec![0u8; 64 * 1024];
+        let error = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Err(error) = stream.write_all(&chunk).await {
+                    return error;
+                }
+            }
+        })
+        .await
+        .expect("the stalled write never timed out");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 }

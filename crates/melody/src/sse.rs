@@ -550,3 +550,24 @@ fn rejection(rejection: UpgradeRejection) -> SseResponse {
         .into_response()
         .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_lines_end_where_an_event_stream_parser_ends_them() {
+        let split = |text| lines(text).collect::<Vec<_>>();
+        assert_eq!(split("a"), ["a"]);
+        assert_eq!(split(""), [""]);
+        assert_eq!(split("a\nb"), ["a", "b"]);
+        assert_eq!(split("a\rb"), ["a", "b"]);
+        assert_eq!(split("a\r\nb"), ["a", "b"]);
+        assert_eq!(split("a\n\rb"), ["a", "", "b"]);
+        assert_eq!(split("a\r"), ["a", ""]);
+        assert_eq!(
+            &Event::new("x\rid: 1\r\nretry: 2").encode()[..],
+            b"data: x\ndata: id: 1\ndata: retry: 2\n\n"
+        );
+    }
+}

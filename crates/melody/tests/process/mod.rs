@@ -158,6 +158,11 @@ impl ExampleServer {
         }
     }
 
+    /// Whether the example is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Everything the example has printed so far, one line each.
     pub fn output_so_far(&mut self) -> String {
         for line in self.output.try_iter() {
