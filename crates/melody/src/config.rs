@@ -60,13 +60,19 @@ pub struct Config {
     pub overflow: OverflowPolicy,
     /// Run each message handler call in its own task instead of in order on the session's task
     /// (Go melody's `ConcurrentMessageHandling`). Default `false`: handlers run one at a time, in
-    /// arrival order.
+    /// arrival order. When `true`, at most 64 calls of one session run at once; at that point
+    /// the session reads no further until one finishes (unlike Go melody, which starts a
+    /// goroutine per message with no bound).
     pub concurrent_message_handling: bool,
     /// Which browser origins may open a session. Default [`CheckOrigin::SameOrigin`].
     pub check_origin: CheckOrigin,
-    /// Most sessions at once (upgrades in progress count); the next upgrade gets 503 until a
-    /// session ends. Default 0: unlimited.
+    /// Most sessions and SSE streams at once (upgrades in progress count); the next upgrade
+    /// or SSE request gets 503 until one ends. Default 0: unlimited.
     pub max_connections: usize,
+    /// How long the auth hook ([`Melody::handle_auth`](crate::Melody::handle_auth)) may take;
+    /// an upgrade still waiting after that is refused with 503 (a hook waiting on a database
+    /// that is down must not hold every arriving connection). Default 10 s.
+    pub auth_timeout: Duration,
     /// Most data messages a session may send per second, on average. A session that goes over
     /// its burst is closed with 1008 "message rate limit exceeded". Default 0: no limit.
     pub message_rate_limit: u32,
@@ -108,6 +114,7 @@ impl Default for Config {
             concurrent_message_handling: false,
             check_origin: CheckOrigin::SameOrigin,
             max_connections: 0,
+            auth_timeout: Duration::from_secs(10),
             message_rate_limit: 0,
             message_burst: 0,
             frame_rate_limit: 10_000,
@@ -188,6 +195,13 @@ impl Config {
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Sets [`Config::auth_timeout`].
+    #[must_use]
+    pub fn auth_timeout(mut self, wait: Duration) -> Self {
+        self.auth_timeout = wait;
         self
     }
 

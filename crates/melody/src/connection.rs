@@ -13,7 +13,10 @@ use futures_util::{FutureExt, future::CatchUnwind};
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
-use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tokio::{
+    sync::Semaphore,
+    time::{Instant, Sleep, sleep_until, timeout},
+};
 use tracing::Instrument;
 
 use crate::{
@@ -27,6 +30,10 @@ use crate::{
     stats::Reason,
     upgrade::Slot,
 };
+
+/// Most handler calls of one session running at once under
+/// [`Config::concurrent_message_handling`](crate::Config::concurrent_message_handling).
+pub(crate) const MAX_CONCURRENT_HANDLERS: usize = 64;
 
 /// Most inbound frames handled before their replies are written.
 const READ_AHEAD: usize = 64;
@@ -107,6 +114,8 @@ struct Connection {
     pong_deadline: Instant,
     /// Boxed: most hubs set no limit, and a session should not carry its room.
     rate_limit: Option<Box<DefaultDirectRateLimiter>>,
+    /// Handler calls in flight under concurrent message handling; created on the first.
+    in_flight: Option<Arc<Semaphore>>,
 }
 
 impl Connection {
@@ -127,6 +136,7 @@ impl Connection {
             next_ping,
             pong_deadline,
             rate_limit,
+            in_flight: None,
         }
     }
 
@@ -319,9 +329,11 @@ impl Connection {
     ) -> Step {
         match handler {
             OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
-                let (f, handlers, session) = (f.clone(), handlers.clone(), self.session.clone());
-                spawn_guarded(handlers, session.clone(), async move { f(&session, value) });
-                Step::Done(None)
+                let (f, session) = (f.clone(), self.session.clone());
+                self.spawn_limited(
+                    handlers.clone(),
+                    Box::pin(async move { f(&session, value) }),
+                )
             }
             OnMessage::Sync(f) => Step::Done(
                 guarded(|| f(&self.session, value))
@@ -337,12 +349,45 @@ impl Connection {
 
     /// An async handler's future: spawned under concurrent message handling, else to be
     /// awaited in place.
-    fn spawn_or_await(&self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
+    fn spawn_or_await(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
         if self.session.hub().config.concurrent_message_handling {
-            spawn_guarded(handlers, self.session.clone(), future);
-            Step::Done(None)
+            self.spawn_limited(handlers, future)
         } else {
             Step::Await(handlers, future)
+        }
+    }
+
+    /// Spawns a handler call under concurrent message handling. At most
+    /// [`MAX_CONCURRENT_HANDLERS`] of one session run at once; at the limit the session waits
+    /// for one to finish before it reads on, so a client cannot pile up tasks faster than its
+    /// handlers finish (the socket's backpressure reaches the client instead).
+    fn spawn_limited(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
+        let permits = self
+            .in_flight
+            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)))
+            .clone();
+        let session = self.session.clone();
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                spawn_guarded(handlers, session, async move {
+                    future.await;
+                    drop(permit);
+                });
+                Step::Done(None)
+            }
+            Err(_) => {
+                let waiting = handlers.clone();
+                let spawn = Box::pin(async move {
+                    let Ok(permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    spawn_guarded(handlers, session, async move {
+                        future.await;
+                        drop(permit);
+                    });
+                });
+                Step::Await(waiting, spawn)
+            }
         }
     }
 

@@ -47,7 +47,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Error, Keys, Melody, Message, OverflowPolicy, Session, UpgradeRejection, melody::Hub,
-    topics::Member,
+    stats::Reason, topics::Member, upgrade::Slot,
 };
 
 /// The response of an SSE endpoint: a `text/event-stream` body, or a refusal.
@@ -303,6 +303,8 @@ impl Member for Subscriber {
 
 /// Removes the subscriber from its topic when the response body is dropped (client gone).
 struct Subscription {
+    /// Its place under `Config::max_connections`, given back when the stream ends.
+    _slot: Slot,
     hub: Arc<Hub>,
     topic: Arc<str>,
     // Only the id: holding the queue's sender here would keep the stream from ever ending.
@@ -395,11 +397,16 @@ impl Melody {
             if let Err(rejection_) = melody.authorize(&parts).await {
                 return rejection(rejection_);
             }
-            melody.subscribe(&topic)
+            // An SSE stream is a connection like a session: it counts against the same limit.
+            let Some(slot) = Slot::acquire(melody.hub()) else {
+                melody.hub().counters.rejected(Reason::MaxConnections);
+                return rejection(UpgradeRejection::TooManyConnections);
+            };
+            melody.subscribe(&topic, slot)
         }
     }
 
-    fn subscribe(&self, topic: &str) -> SseResponse {
+    fn subscribe(&self, topic: &str, slot: Slot) -> SseResponse {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let hub = self.hub().clone();
         let (queue, events) = mpsc::channel(hub.config.queue_capacity());
@@ -415,6 +422,7 @@ impl Melody {
         let keep_alive =
             tokio::time::interval(hub.config.sse_keep_alive.max(Duration::from_millis(1)));
         let subscription = Subscription {
+            _slot: slot,
             hub,
             topic,
             id: subscriber.id,

@@ -42,7 +42,8 @@ pub struct LocalAddr(pub SocketAddr);
 /// | [`UnsupportedVersion`](Self::UnsupportedVersion) | 426 |
 /// | [`OriginNotAllowed`](Self::OriginNotAllowed) | 403 |
 /// | [`Auth`](Self::Auth) | chosen by the auth hook (401 by default) |
-/// | [`TooManyConnections`](Self::TooManyConnections), [`Closed`](Self::Closed) | 503 |
+/// | [`UnexpectedBody`](Self::UnexpectedBody) | 400 |
+/// | [`TooManyConnections`](Self::TooManyConnections), [`Closed`](Self::Closed), [`AuthTimeout`](Self::AuthTimeout) | 503 |
 /// | [`NotUpgradable`](Self::NotUpgradable) | 500 |
 ///
 /// ```
@@ -80,6 +81,13 @@ pub enum UpgradeRejection {
     /// The auth hook refused the request, with the status and message it chose.
     #[error("{0}")]
     Auth(AuthRejection),
+    /// The auth hook did not answer within [`Config::auth_timeout`](crate::Config::auth_timeout).
+    #[error("authorization timed out")]
+    AuthTimeout,
+    /// The upgrade request has a body (`Content-Length` or `Transfer-Encoding`), which a
+    /// WebSocket handshake never has: its bytes would be read as WebSocket frames.
+    #[error("a websocket upgrade request has no body")]
+    UnexpectedBody,
     /// The hub already has [`Config::max_connections`](crate::Config::max_connections) sessions.
     #[error("too many connections")]
     TooManyConnections,
@@ -105,7 +113,10 @@ impl UpgradeRejection {
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::Auth(rejection) => rejection.status,
-            Self::TooManyConnections | Self::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyConnections | Self::Closed | Self::AuthTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UnexpectedBody => StatusCode::BAD_REQUEST,
             Self::NotUpgradable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -192,7 +203,7 @@ impl AuthRejection {
 pub(crate) struct Slot(Option<Arc<Hub>>);
 
 impl Slot {
-    fn acquire(hub: &Arc<Hub>) -> Option<Self> {
+    pub(crate) fn acquire(hub: &Arc<Hub>) -> Option<Self> {
         let max = hub.config.max_connections;
         if max == 0 {
             return Some(Self(None));
@@ -304,10 +315,18 @@ impl Melody {
         let Some(auth) = self.hub().handlers_full().auth.clone() else {
             return Ok(Keys::new());
         };
-        auth(parts).await.map_err(|rejection| {
-            self.hub().counters.rejected(Reason::Auth);
-            UpgradeRejection::Auth(rejection)
-        })
+        let wait = self.config().auth_timeout;
+        match tokio::time::timeout(wait, auth(parts)).await {
+            Ok(Ok(keys)) => Ok(keys),
+            Ok(Err(rejection)) => {
+                self.hub().counters.rejected(Reason::Auth);
+                Err(UpgradeRejection::Auth(rejection))
+            }
+            Err(_) => {
+                self.hub().counters.rejected(Reason::Auth);
+                Err(UpgradeRejection::AuthTimeout)
+            }
+        }
     }
 
     async fn upgrade(
@@ -421,6 +440,14 @@ fn check_request(parts: &Parts) -> Result<HeaderValue, UpgradeRejection> {
     if headers.get_all(header::HOST).iter().count() != 1 {
         return Err(UpgradeRejection::MissingHost);
     }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0");
+    if has_body {
+        return Err(UpgradeRejection::UnexpectedBody);
+    }
     if !header_has_token(headers, header::CONNECTION, "upgrade")
         || !header_has_token(headers, header::UPGRADE, "websocket")
     {
@@ -520,6 +547,15 @@ mod tests {
         assert_eq!(check_request(&no_host), Err(UpgradeRejection::MissingHost));
         let two_keys = request(|b| b.header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
         assert_eq!(check_request(&two_keys), Err(UpgradeRejection::InvalidKey));
+        let body = request(|b| b.header("content-length", "5"));
+        assert_eq!(check_request(&body), Err(UpgradeRejection::UnexpectedBody));
+        let chunked = request(|b| b.header("transfer-encoding", "chunked"));
+        assert_eq!(
+            check_request(&chunked),
+            Err(UpgradeRejection::UnexpectedBody)
+        );
+        let empty = request(|b| b.header("content-length", "0"));
+        assert!(check_request(&empty).is_ok());
         let two_versions = request(|b| b.header("sec-websocket-version", "13"));
         assert_eq!(
             check_request(&two_versions),

@@ -382,3 +382,87 @@ async fn malformed_handshakes_get_client_errors() {
     assert_eq!(http_request(addr, &no_host).await.0, 400);
     assert_eq!(melody.len(), 0);
 }
+
+// Beyond the review: under concurrent message handling, a client cannot start tasks faster than
+// its handlers finish.
+#[tokio::test]
+async fn concurrent_handler_calls_of_a_session_are_bounded() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let melody = Melody::with_config(
+        Config::default()
+            .concurrent_message_handling(true)
+            .message_buffer_size(1024),
+    );
+    let (s, f, r) = (started.clone(), finished.clone(), release.clone());
+    melody.handle_message_async(move |_, _| {
+        let (s, f, r) = (s.clone(), f.clone(), r.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            let _ = r.acquire().await.unwrap();
+            f.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let addr = spawn_app(&melody).await;
+    let mut client = connect(addr).await;
+    for _ in 0..100 {
+        send_text(&mut client, "work").await;
+    }
+    eventually(|| started.load(Ordering::SeqCst) == 64).await;
+    // Nothing more starts while 64 are running.
+    let more = timeout(
+        Duration::from_millis(300),
+        eventually(|| started.load(Ordering::SeqCst) > 64),
+    )
+    .await;
+    assert!(more.is_err(), "more than 64 handler calls started");
+    release.add_permits(100);
+    eventually(|| finished.load(Ordering::SeqCst) == 100).await;
+}
+
+// Beyond the review: an auth hook that never answers must not hold connections forever.
+#[tokio::test]
+async fn an_auth_hook_that_hangs_is_cut_off_with_503() {
+    let melody = Melody::with_config(Config::default().auth_timeout(Duration::from_millis(200)));
+    melody.handle_auth(|_| std::future::pending());
+    let addr = spawn_app(&melody).await;
+    let (status, _) = http_request(addr, &upgrade_request("")).await;
+    assert_eq!(status, 503);
+    assert_eq!(melody.stats().rejections.auth, 1);
+}
+
+// Beyond the review: a handshake has no body; its bytes would be read as frames.
+#[tokio::test]
+async fn an_upgrade_request_with_a_body_is_refused() {
+    let melody = Melody::new();
+    let addr = spawn_app(&melody).await;
+    let request = upgrade_request("Content-Length: 6\r\n") + "\u{81}\u{80}abcd";
+    assert_eq!(http_request(addr, &request).await.0, 400);
+}
+
+// Beyond the review: SSE streams are connections too, bounded by `max_connections`.
+#[cfg(feature = "sse")]
+#[tokio::test]
+async fn sse_streams_count_against_max_connections() {
+    use melody::sse::TopicResolver;
+    let melody = Melody::with_config(Config::default().max_connections(1));
+    let app = Router::new().route("/ws", get(melody.handler())).route(
+        "/events",
+        get(melody.sse_handler(TopicResolver::query("topic"))),
+    );
+    let addr = common::spawn_router(app).await;
+    let mut sse = TcpStream::connect(addr).await.unwrap();
+    sse.write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    eventually(|| melody.sse_subscribers("t") == 1).await;
+    assert_eq!(http_request(addr, &upgrade_request("")).await.0, 503);
+    drop(sse);
+    eventually(|| melody.sse_subscribers("t") == 0).await;
+    let _client = connect(addr).await;
+}

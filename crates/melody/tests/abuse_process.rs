@@ -16,8 +16,12 @@ use tokio::{
 };
 
 /// Starts an example and returns it with the address it listens on.
-fn start(name: &str, configure: impl FnOnce(&mut std::process::Command)) -> (ExampleServer, SocketAddr) {
-    let mut server = ExampleServer::start(&format!("example {name}"), &example_binary(name), configure);
+fn start(
+    name: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> (ExampleServer, SocketAddr) {
+    let mut server =
+        ExampleServer::start(&format!("example {name}"), &example_binary(name), configure);
     let url = server.wait_for_url();
     (server, address_of(&url))
 }
@@ -25,7 +29,9 @@ fn start(name: &str, configure: impl FnOnce(&mut std::process::Command)) -> (Exa
 /// `127.0.0.1:PORT` out of `http://127.0.0.1:PORT/...`.
 fn address_of(url: &str) -> SocketAddr {
     let rest = url.trim_start_matches("http://");
-    rest[..rest.find('/').unwrap_or(rest.len())].parse().unwrap()
+    rest[..rest.find('/').unwrap_or(rest.len())]
+        .parse()
+        .unwrap()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -44,9 +50,16 @@ async fn ws(addr: SocketAddr, path: &str) -> common::Client {
 #[test]
 fn the_hyper_example_survives_running_out_of_descriptors() {
     let binary = example_binary("hyper");
-    let mut server = ExampleServer::start("example hyper (64 descriptors)", Path::new("/bin/sh"), |command| {
-        command.arg("-c").arg("ulimit -n 64 && exec \"$0\"").arg(&binary);
-    });
+    let mut server = ExampleServer::start(
+        "example hyper (64 descriptors)",
+        Path::new("/bin/sh"),
+        |command| {
+            command
+                .arg("-c")
+                .arg("ulimit -n 64 && exec \"$0\"")
+                .arg(&binary);
+        },
+    );
     let addr = address_of(&server.wait_for_url());
     runtime().block_on(async {
         let mut before = ws(addr, "/ws").await;
@@ -71,7 +84,9 @@ fn the_hyper_example_survives_running_out_of_descriptors() {
         drop(idle);
         drop(starved);
         // Descriptors are free again: new clients are served, and the old session lived on.
-        let mut after = timeout(WAIT, ws(addr, "/ws")).await.expect("no longer accepting");
+        let mut after = timeout(WAIT, ws(addr, "/ws"))
+            .await
+            .expect("no longer accepting");
         send_text(&mut after, "still here").await;
         assert_eq!(recv_text(&mut before).await, "still here");
         assert_eq!(recv_text(&mut after).await, "still here");
@@ -93,7 +108,11 @@ fn the_typed_example_refuses_a_token_that_is_not_a_short_name() {
                 1,
             );
             let (status, _) = common::http_request(addr, &request).await;
-            assert!(status == 401 || status == 431, "token {:.20}: {status}", token);
+            assert!(
+                status == 401 || status == 431,
+                "token {:.20}: {status}",
+                token
+            );
         }
         let mut client = ws(addr, "/ws?token=ada").await;
         let welcome = recv_text(&mut client).await;

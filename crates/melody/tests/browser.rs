@@ -76,7 +76,11 @@ fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&st
             env::var("MELODY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
             "browser test prerequisite missing (MELODY_TEST_REQUIRE_ALL=1): {reason}"
         );
-        eprintln!("skipping browser test: {reason}");
+        // Straight to stderr, past the test harness's capture, so a skip shows in every log.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("skipping browser test {example}: {reason}\n"),
+        );
         return;
     }
 

@@ -32,7 +32,11 @@ pub async fn broker(test: &str) -> Option<Broker> {
             std::env::var("MELODY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
             "{test}: {reason} (MELODY_TEST_REQUIRE_ALL=1)"
         );
-        eprintln!("skipping {test}: {reason} (apt-get install nats-server)");
+        // Straight to stderr, past the test harness's capture, so a skip shows in every log.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("skipping {test}: {reason} (apt-get install nats-server)\n"),
+        );
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0")
