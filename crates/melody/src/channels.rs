@@ -67,7 +67,7 @@
 //!
 //! let app = Router::new().route("/", get(binding.handler()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-//! axum::serve(listener, app).await
+//! melody::serve(listener, app).await
 //! # }
 //! ```
 //!

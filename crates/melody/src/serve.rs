@@ -64,7 +64,7 @@ use tokio::{
 use crate::{LocalAddr, RemoteAddr};
 
 /// Serves `service` (an axum `Router`, or any tower service of hyper requests) on `listener`
-/// with the limits described in the [module docs](crate::serve). Await the returned [`Serve`]
+/// with the limits described in the [module docs](mod@crate::serve). Await the returned [`Serve`]
 /// to run it; it only ends on [`Serve::with_graceful_shutdown`].
 ///
 /// # Errors

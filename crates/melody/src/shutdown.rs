@@ -26,7 +26,7 @@ impl Melody {
     /// let melody = Melody::new();
     /// let app = Router::new().route("/ws", get(melody.handler()));
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
-    /// axum::serve(listener, app)
+    /// melody::serve(listener, app)
     ///     .with_graceful_shutdown(async move {
     ///         let _ = tokio::signal::ctrl_c().await;
     ///         melody.shutdown(Duration::from_secs(5)).await;
