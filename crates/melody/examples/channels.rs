@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::{Router, routing::get};
 use melody::{
     CloseCode,
-    channels::{Binding, Channels, Options},
+    channels::{Binding, Channels, seed_config},
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +33,7 @@ async fn main() -> std::io::Result<()> {
         .map_or(Duration::from_secs(30 * 60), Duration::from_secs);
 
     let binding = Binding::json(
-        Options::default(),
+        seed_config(),
         move |mut ch: Channels<Message>| async move {
             let timer = tokio::time::sleep(deadline);
             tokio::pin!(timer);

@@ -18,8 +18,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
-    melody.handle_message(|session, text| {
-        let _ = session.melody().broadcast(text);
+    melody.on_text(|session, text| {
+        let _ = session.melody().all().send(text);
     });
 
     let app = Router::new()

@@ -28,11 +28,11 @@ async fn main() -> std::io::Result<()> {
     let melody = Melody::with_config(config);
     // The session handles at most 64 arrived frames before it writes their replies, so the
     // queue never fills here and `write` (which never waits) loses nothing.
-    melody.handle_message(|session, text| {
-        let _ = session.write(text);
+    melody.on_text(|session, text| {
+        let _ = session.send(text);
     });
-    melody.handle_message_binary(|session, bytes| {
-        let _ = session.write(melody::Message::binary(bytes));
+    melody.on_binary(|session, bytes| {
+        let _ = session.send(melody::Message::binary(bytes));
     });
 
     let app = Router::new().fallback(melody.handler());

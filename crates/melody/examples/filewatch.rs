@@ -35,9 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let melody = Melody::new();
     let content = Arc::clone(&current);
-    melody.handle_connect(move |session| {
+    melody.on_connect(move |session| {
         let content = content.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = session.write(content.as_str());
+        let _ = session.send(content.as_str());
     });
 
     // Watch the directory, not the file: a file replaced by a rename is a new file.
@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let Some(new) = read(&watched) else { continue };
             let mut content = current.lock().unwrap_or_else(PoisonError::into_inner);
             if *content != new {
-                let _ = hub.broadcast(new.as_str());
+                let _ = hub.all().send(new.as_str());
                 *content = new;
             }
         }

@@ -32,7 +32,7 @@ async fn main() -> std::io::Result<()> {
     let positions = Positions::default();
 
     let on_connect = positions.clone();
-    melody.handle_connect(move |session| {
+    melody.on_connect(move |session| {
         let mut snapshot = String::new();
         {
             let positions = on_connect.lock().expect("positions lock");
@@ -41,9 +41,9 @@ async fn main() -> std::io::Result<()> {
             }
         }
         if !snapshot.is_empty() {
-            let _ = session.write(snapshot);
+            let _ = session.send(snapshot);
         }
-        let _ = session.write(format!("iam {}", session.id()));
+        let _ = session.send(format!("iam {}", session.id()));
         on_connect
             .lock()
             .expect("positions lock")
@@ -51,17 +51,17 @@ async fn main() -> std::io::Result<()> {
     });
 
     let on_disconnect = positions.clone();
-    melody.handle_disconnect(move |session| {
+    melody.on_disconnect(move |session| {
         on_disconnect
             .lock()
             .expect("positions lock")
             .remove(&session.id());
         let _ = session
             .melody()
-            .broadcast_others(format!("dis {}", session.id()), session);
+            .all().except(session).send(format!("dis {}", session.id()));
     });
 
-    melody.handle_message(move |session, text| {
+    melody.on_text(move |session, text| {
         // Only two integers are passed on: what one visitor sends reaches every page.
         let Some((x, y)) = text.split_once(' ') else {
             return;
@@ -78,7 +78,7 @@ async fn main() -> std::io::Result<()> {
         }
         let _ = session
             .melody()
-            .broadcast_others(format!("set {} {x} {y}", session.id()), session);
+            .all().except(session).send(format!("set {} {x} {y}", session.id()));
     });
 
     let app = Router::new()

@@ -25,10 +25,10 @@ use melody::{Bytes, Keys, Melody};
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
-    melody.handle_message(|session, text| {
-        let _ = session.melody().broadcast(text);
+    melody.on_text(|session, text| {
+        let _ = session.melody().all().send(text);
     });
-    melody.handle_connect(|session| {
+    melody.on_connect(|session| {
         let visitor: u64 = session.must_get("visitor");
         println!("visitor {visitor} joined from {:?}", session.remote_addr());
     });
@@ -41,7 +41,7 @@ async fn main() -> std::io::Result<()> {
     let service = tower::service_fn(move |req: Request<Incoming>| {
         let upgrade = (req.uri().path() == "/ws").then(|| {
             let visitor = visitors.fetch_add(1, Ordering::Relaxed) + 1;
-            melody.handle_request_with_keys(req, Keys::new().with("visitor", visitor))
+            melody.upgrade_with(req, Keys::new().with("visitor", visitor))
         });
         async move {
             let response = match upgrade {

@@ -18,14 +18,14 @@ use melody::{Keys, Melody};
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
-    melody.handle_connect(|session| {
+    melody.on_connect(|session| {
         if let Err(error) = session.join(session.must_get::<String>("room")) {
             eprintln!("session {} could not join its room: {error}", session.id());
         }
     });
-    melody.handle_message(|session, text| {
+    melody.on_text(|session, text| {
         let room = session.must_get::<String>("room");
-        let _ = session.melody().publish(&room, text);
+        let _ = session.melody().topic(&room).send(text);
     });
 
     let hub = melody.clone();
@@ -39,7 +39,7 @@ async fn main() -> std::io::Result<()> {
             "/channel/{room}/ws",
             get(move |Path(room): Path<String>, req: Request| async move {
                 let keys = Keys::new().with("room", format!("room:{room}"));
-                hub.handle_request_with_keys(req, keys)
+                hub.upgrade_with(req, keys)
                     .await
                     .into_response()
             }),

@@ -18,8 +18,8 @@ use axum::{
     routing::{get, post},
 };
 use melody::{
-    Melody,
-    sse::{Event, TopicResolver},
+    Keys, Melody, UpgradeRejection,
+    sse::{Event, Sse, TopicResolver},
 };
 use serde::Deserialize;
 
@@ -31,26 +31,37 @@ struct Device {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let melody = Melody::new();
+    let sse = Sse::attach(&melody);
     let device = TopicResolver::query("device");
-    melody.handle_message(|session, text| {
+    melody.on_text(|session, text| {
         let Some(device) = session.topics().into_iter().next() else {
             return;
         };
-        let event = Event::new(text.as_str()).event("message");
-        let _ = session.melody().publish_event(&device, event);
+        let Some(sse) = Sse::of(&session.melody()) else {
+            return;
+        };
+        let _ = sse.publish(&device, Event::new(text.as_str()).event("message"));
     });
 
-    let publisher = melody.clone();
+    // The WebSocket joins the topic its request names, before its connect handler runs.
+    let joins = device.clone();
+    let ws = melody.handler_with(move |req| {
+        joins
+            .resolve(req)
+            .map(|topic| Keys::new().join(topic))
+            .ok_or(UpgradeRejection::NotUpgrade)
+    });
+    let publisher = sse.clone();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("sse.html")) }))
-        .route("/events", get(melody.sse_handler(device.clone())))
-        .route("/ws", get(melody.handler_with_topic(device)))
+        .route("/events", get(sse.handler(device)))
+        .route("/ws", get(ws))
         .route(
             "/publish",
             post(
                 move |Query(Device { device }): Query<Device>, body: String| async move {
                     let event = Event::new(body).event("message");
-                    match publisher.publish_event(&device, event) {
+                    match publisher.publish(&device, event) {
                         Ok(reached) => (StatusCode::OK, format!("reached {reached}\n")),
                         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")),
                     }

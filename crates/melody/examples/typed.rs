@@ -12,7 +12,10 @@
 //! allowed for the `dm` type only: no client can make a `welcome` appear in another's stream.
 
 use axum::{Json, Router, response::Html, routing::get};
-use melody::{AuthRejection, Config, Envelope, Keys, Melody, router::BoxError};
+use melody::{
+    AuthRejection, Config, Keys, Melody,
+    router::{self, BoxError, Envelope},
+};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::Deserialize;
 use serde_json::json;
@@ -35,7 +38,7 @@ async fn main() -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     let melody = Melody::with_config(Config::default().message_rate_limit(20, 40));
 
-    melody.handle_auth(|req| {
+    melody.on_auth(|req| {
         let user = req
             .uri
             .query()
@@ -54,39 +57,42 @@ async fn main() -> std::io::Result<()> {
         }
     });
 
-    melody.handle_connect(|session| {
+    melody.on_connect(|session| {
         let user = session.must_get::<String>("user");
         let welcome = json!({ "client_id": session.id().to_string(), "user": user });
-        let _ = session.send_envelope("welcome", welcome);
-    });
-
-    melody.on_data::<Room, _, _>("join", |session, Room { room }| async move {
-        session.join(&room)?;
-        session.send_envelope("joined", json!({ "room": room }))?;
-        Ok(())
-    });
-
-    melody.on_data::<Room, _, _>("leave", |session, Room { room }| async move {
-        session.leave(&room);
-        session.send_envelope("left", json!({ "room": room }))?;
-        Ok(())
-    });
-
-    melody.on_data::<Chat, _, _>("chat", |session, Chat { room, text }| async move {
-        if !session.is_in(&room) {
-            session.send_envelope("error", json!({ "reason": "not in room", "room": room }))?;
-            return Ok(());
+        if let Ok(welcome) = Envelope::encode("welcome", welcome) {
+            let _ = session.send(welcome);
         }
-        let user = session.must_get::<String>("user");
-        let mut chat = Envelope::new("chat", json!({ "room": room, "text": text, "user": user }))?;
-        chat.from = Some(session.id().to_string());
-        session.melody().publish(&room, chat.to_message())?;
-        Ok::<_, BoxError>(())
     });
 
-    // `dm` envelopes carry a `target`: the router forwards them with `from` filled in. No
-    // other type may be sent to another client.
-    melody.allow_direct("dm");
+    let router = router::Router::new()
+        .on_data::<Room, _, _>("join", |session, Room { room }| async move {
+            session.join(&room)?;
+            session.send(Envelope::encode("joined", json!({ "room": room }))?)?;
+            Ok(())
+        })
+        .on_data::<Room, _, _>("leave", |session, Room { room }| async move {
+            session.leave(&room);
+            session.send(Envelope::encode("left", json!({ "room": room }))?)?;
+            Ok(())
+        })
+        .on_data::<Chat, _, _>("chat", |session, Chat { room, text }| async move {
+            if !session.is_in(&room) {
+                let error = json!({ "reason": "not in room", "room": room });
+                session.send(Envelope::encode("error", error)?)?;
+                return Ok(());
+            }
+            let user = session.must_get::<String>("user");
+            let mut chat =
+                Envelope::new("chat", json!({ "room": room, "text": text, "user": user }))?;
+            chat.from = Some(session.id().to_string());
+            session.melody().topic(room).send(chat)?;
+            Ok::<_, BoxError>(())
+        })
+        // `dm` envelopes carry a `target`: the router forwards them with `from` filled in. No
+        // other type may be sent to another client.
+        .allow_direct("dm");
+    melody.plug(router);
 
     let stats = melody.clone();
     let app = Router::new()

@@ -1,48 +1,64 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Layers, each importing only those below it (checked by `../shared/tools/module-graph`):
+// facade (this file, `melody`, `compat`) > plug-ins (`axum`, `router`, `sse`, `channels`,
+// `cluster`) > `transport` > `core` > `protocol`. See docs/ARCHITECTURE.md.
 #[cfg(feature = "axum")]
 mod axum;
-pub mod backplane;
+#[cfg(feature = "channels")]
+#[cfg_attr(docsrs, doc(cfg(feature = "channels")))]
 pub mod channels;
-mod config;
-mod connection;
-mod error;
-mod frames;
-mod handlers;
-mod io;
+pub mod cluster;
+pub mod compat;
+mod core;
 mod melody;
-mod message;
-mod origin;
-mod queue;
-mod random;
-mod registry;
+mod protocol;
+#[cfg(feature = "router")]
+#[cfg_attr(docsrs, doc(cfg(feature = "router")))]
 pub mod router;
-pub mod serve;
-mod session;
-mod shutdown;
 #[cfg(feature = "sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;
-mod stats;
-mod topics;
-mod upgrade;
+mod transport;
 
 pub use crate::{
-    config::{Config, OverflowPolicy},
-    error::Error,
-    melody::Melody,
-    message::{
-        CloseCode, CloseFrame, InvalidClosePayload, InvalidUtf8, MAX_CLOSE_REASON_LEN, Message,
-        Text, format_close_message,
+    core::{
+        admission::{AuthRejection, UpgradeRejection, UpgradeResponse},
+        config::{Config, OverflowPolicy},
+        data::{AsKey, Key, Keys, Value},
+        error::{
+            CloseError, Closed, DataError, Error, JoinError, SendError, SendToError, TrySendError,
+        },
+        hub::Melody,
+        id::ParseSessionIdError,
+        lifecycle::Slot,
+        origin::{CheckOrigin, OriginPattern},
+        session::{Session, SessionId},
+        stats::{Rejections, Stats},
     },
-    origin::{CheckOrigin, OriginPattern},
-    router::Envelope,
-    serve::serve,
-    session::{JoinError, Keys, ParseSessionIdError, Session, SessionId, Value},
-    stats::{Rejections, Stats},
-    upgrade::{AuthRejection, LocalAddr, RemoteAddr, UpgradeRejection, UpgradeResponse},
+    protocol::{
+        close::{CloseCode, CloseFrame, InvalidClosePayload, MAX_CLOSE_REASON_LEN, format_close_message},
+        frames::ProtocolError,
+        message::{InvalidUtf8, Message, Text},
+    },
+    transport::{
+        handshake::{LocalAddr, RemoteAddr},
+        serve::{self, serve},
+    },
 };
 pub use bytes::Bytes;
 #[doc(no_inline)]
 pub use http;
+
+/// The send path: selections of sessions and the [`Target`](fanout::Target)s they stand for.
+pub mod fanout {
+    pub use crate::core::fanout::{Broadcast, Each, Filtered, Reached, Target, ToSession};
+}
+
+/// The plug-in seam: how SSE, the cluster and the typed router attach to a hub, and how your
+/// own plug-in can.
+pub mod plugin {
+    #![doc = include_str!("core/plugin.md")]
+    pub use crate::core::plugin::{Delivery, Origin, Plugin, Plugins, Reach, Sink};
+}

@@ -1,149 +1,42 @@
-//! [`Melody`]: the hub. Handler registration, broadcasting, counting and closing.
+//! [`Melody`]'s API: creating a hub, its handlers, the selections to send to, upgrading
+//! requests, closing, counting, and attaching plug-ins. Everything here is a thin layer over the
+//! core; Go melody's names are one `use` away in [`compat`](crate::compat).
 
-use std::{
-    fmt,
-    future::Future,
-    sync::{
-        Arc, OnceLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http::{Request, request::Parts};
 
 use crate::{
-    CloseCode, CloseFrame, Config, Error, Message, Session, Text,
-    backplane::{Backplane, NodeId, Target},
-    handlers::{Handlers, OnMessage},
-    queue::PushError,
-    registry::Registry,
-    session::SessionId,
-    stats::Counters,
-    topics::Topics,
+    core::{
+        admission::{AuthRejection, UpgradeResponse},
+        config::Config,
+        data::Keys,
+        dispatch::{AuthFn, OnMessage},
+        error::{CloseError, Closed, Error},
+        fanout::{Broadcast, Each, Filtered, Target, ToSession},
+        hub::{Hub, Melody},
+        plugin::{Plugin, Plugins},
+        session::{Session, SessionId},
+    },
+    protocol::{
+        close::{CloseCode, CloseFrame},
+        message::{Message, Text},
+    },
+    transport::handshake,
 };
-
-/// A hub of WebSocket sessions.
-///
-/// Create one, set its handlers, mount it on a route (see [`Melody::handler`] for axum and
-/// [`Melody::handle_request`] for plain hyper), and write to sessions from anywhere. `Melody` is
-/// a cheap handle: clone it freely; all clones are the same hub.
-///
-/// ```
-/// use axum::{Router, routing::get};
-/// use melody::Melody;
-///
-/// let melody = Melody::new();
-/// melody.handle_message(|session, text| {
-///     // Every text message goes to every session; the bytes are shared, not copied.
-///     let _ = session.melody().broadcast(text);
-/// });
-/// let app: Router = Router::new().route("/ws", get(melody.handler()));
-/// ```
-#[derive(Clone)]
-pub struct Melody {
-    hub: Arc<Hub>,
-}
-
-/// The shared state behind every `Melody` handle and every session.
-pub(crate) struct Hub {
-    pub(crate) config: Config,
-    handlers: ArcSwap<Handlers>,
-    pub(crate) registry: Registry,
-    pub(crate) topics: Topics<Session>,
-    #[cfg(feature = "sse")]
-    pub(crate) sse: Topics<crate::sse::Subscriber>,
-    pub(crate) counters: Counters,
-    closed: AtomicBool,
-    close_frame: OnceLock<CloseFrame>,
-    /// This node's id in a cluster.
-    pub(crate) node: NodeId,
-    /// The transport to the other nodes, once set.
-    pub(crate) backplane: OnceLock<Arc<dyn Backplane>>,
-    /// Connections counted against `Config::max_connections` (upgrading or live).
-    pub(crate) slots: AtomicUsize,
-    /// Session tasks alive (upgrading, serving or closing), for `shutdown`.
-    pub(crate) tasks: AtomicUsize,
-    /// Woken when `tasks` drops to 0.
-    pub(crate) idle: tokio::sync::Notify,
-    /// Set when a shutdown's drain timeout expires: every session task stops at once.
-    pub(crate) aborting: AtomicBool,
-}
-
-impl Hub {
-    pub(crate) fn handlers(&self) -> arc_swap::Guard<Arc<Handlers>> {
-        self.handlers.load()
-    }
-
-    /// The handler table as an owned handle, for holding across an await.
-    pub(crate) fn handlers_full(&self) -> Arc<Handlers> {
-        self.handlers.load_full()
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// The frame sessions get when the hub closes (1001 unless the closer chose another).
-    pub(crate) fn close_frame(&self) -> CloseFrame {
-        self.close_frame
-            .get()
-            .cloned()
-            .unwrap_or_else(|| CloseFrame::new(CloseCode::GOING_AWAY, ""))
-    }
-
-    /// A random id that no connected session of this hub has.
-    pub(crate) fn next_id(&self) -> SessionId {
-        loop {
-            let id = SessionId::random();
-            if self.registry.get(id).is_none() {
-                return id;
-            }
-        }
-    }
-}
-
-impl Default for Melody {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 impl Melody {
     /// A hub with the default [`Config`] (Go melody's `New`).
     #[must_use]
     pub fn new() -> Self {
-        Self::with_config(Config::default())
+        Self::default()
     }
 
     /// A hub with the given configuration.
     #[must_use]
     pub fn with_config(config: Config) -> Self {
-        Self::from_hub(Arc::new(Hub {
-            config,
-            handlers: ArcSwap::from_pointee(Handlers::default()),
-            registry: Registry::new(),
-            topics: Topics::default(),
-            #[cfg(feature = "sse")]
-            sse: Topics::default(),
-            counters: Counters::default(),
-            closed: AtomicBool::new(false),
-            close_frame: OnceLock::new(),
-            node: NodeId(crate::random::u64()),
-            backplane: OnceLock::new(),
-            slots: AtomicUsize::new(0),
-            tasks: AtomicUsize::new(0),
-            idle: tokio::sync::Notify::new(),
-            aborting: AtomicBool::new(false),
-        }))
-    }
-
-    pub(crate) fn from_hub(hub: Arc<Hub>) -> Self {
-        Self { hub }
-    }
-
-    pub(crate) fn hub(&self) -> &Arc<Hub> {
-        &self.hub
+        Self::from_hub(Arc::new(Hub::new(config)))
     }
 
     /// The hub's configuration.
@@ -152,24 +45,16 @@ impl Melody {
         &self.hub.config
     }
 
-    pub(crate) fn set_handler(&self, set: impl Fn(&mut Handlers)) -> &Self {
-        self.hub.handlers.rcu(|current| {
-            let mut next = Handlers::clone(current);
-            set(&mut next);
-            next
-        });
-        self
-    }
-
     /// Runs `f` when a session has connected, before any of its messages is handled.
-    pub fn handle_connect(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
+    pub fn on_connect(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
         let f = Arc::new(f);
         self.set_handler(|h| h.connect = Some(f.clone()))
     }
 
-    /// Runs `f` exactly once when a session has ended, for whatever reason. The session is no
-    /// longer counted by [`Melody::len`] and no longer receives broadcasts.
-    pub fn handle_disconnect(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
+    /// Runs `f` exactly once when a session has ended, for whatever reason. The session no
+    /// longer receives anything and is no longer counted, but [`Session::topics`] still lists
+    /// the topics it was in.
+    pub fn on_disconnect(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
         let f = Arc::new(f);
         self.set_handler(|h| h.disconnect = Some(f.clone()))
     }
@@ -179,15 +64,15 @@ impl Melody {
     /// Handlers run on the session's task, one message at a time, in arrival order (unless
     /// [`Config::concurrent_message_handling`] is set). A handler must not block its thread: a
     /// blocking call holds up the runtime worker it runs on, and so other sessions too. Await
-    /// instead (see [`Melody::handle_message_async`]), or hand blocking work to
-    /// `tokio::task::spawn_blocking`. While an async handler awaits, the session keeps writing
-    /// its queued messages.
-    pub fn handle_message(&self, f: impl Fn(&Session, Text) + Send + Sync + 'static) -> &Self {
+    /// instead (see [`Melody::on_text_async`]), or hand blocking work to
+    /// `tokio::task::spawn_blocking`.
+    pub fn on_text(&self, f: impl Fn(&Session, Text) + Send + Sync + 'static) -> &Self {
         let f = OnMessage::from_sync(f);
-        self.set_handler(|h| h.message = Some(f.clone()))
+        self.set_handler(|h| h.text = Some(f.clone()))
     }
 
     /// Runs the async `f` on every text message, awaiting it before the next message is read.
+    /// While it awaits, the session keeps writing its queued messages and answering pings.
     ///
     /// # Cancel safety
     ///
@@ -196,329 +81,256 @@ impl Melody {
     ///
     /// ```
     /// # let melody = melody::Melody::new();
-    /// melody.handle_message_async(|session, text| async move {
+    /// melody.on_text_async(|session, text| async move {
     ///     let reply = format!("you said {}", &*text);
-    ///     let _ = session.write_async(reply).await;
+    ///     let _ = session.send_async(reply).await;
     /// });
     /// ```
-    pub fn handle_message_async<F, Fut>(&self, f: F) -> &Self
+    pub fn on_text_async<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Session, Text) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let f = OnMessage::from_async(f);
-        self.set_handler(|h| h.message = Some(f.clone()))
+        self.set_handler(|h| h.text = Some(f.clone()))
     }
 
     /// Runs `f` on every binary message.
-    pub fn handle_message_binary(
-        &self,
-        f: impl Fn(&Session, Bytes) + Send + Sync + 'static,
-    ) -> &Self {
+    pub fn on_binary(&self, f: impl Fn(&Session, Bytes) + Send + Sync + 'static) -> &Self {
         let f = OnMessage::from_sync(f);
-        self.set_handler(|h| h.message_binary = Some(f.clone()))
+        self.set_handler(|h| h.binary = Some(f.clone()))
     }
 
     /// Runs the async `f` on every binary message, awaiting it before the next message is read.
-    pub fn handle_message_binary_async<F, Fut>(&self, f: F) -> &Self
+    pub fn on_binary_async<F, Fut>(&self, f: F) -> &Self
     where
         F: Fn(Session, Bytes) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let f = OnMessage::from_async(f);
-        self.set_handler(|h| h.message_binary = Some(f.clone()))
+        self.set_handler(|h| h.binary = Some(f.clone()))
     }
 
-    /// Runs `f` after a text message has been written to the socket and flushed.
-    pub fn handle_sent_message(
-        &self,
-        f: impl Fn(&Session, &Message) + Send + Sync + 'static,
-    ) -> &Self {
-        let f = Arc::new(f);
-        self.set_handler(|h| h.sent_message = Some(f.clone()))
-    }
-
-    /// Runs `f` after a binary message has been written to the socket and flushed.
-    pub fn handle_sent_message_binary(
-        &self,
-        f: impl Fn(&Session, &Message) + Send + Sync + 'static,
-    ) -> &Self {
-        let f = Arc::new(f);
-        self.set_handler(|h| h.sent_message_binary = Some(f.clone()))
+    /// Runs `f` after each message (text or binary) has been written to the socket and
+    /// flushed.
+    pub fn on_sent(&self, f: impl Fn(&Session, &Message) + Send + Sync + 'static) -> &Self {
+        let f: crate::core::dispatch::SentFn = Arc::new(f);
+        self.set_handler(|h| {
+            h.sent_text = Some(f.clone());
+            h.sent_binary = Some(f.clone());
+        })
     }
 
     /// Runs `f` when something goes wrong for a session: a dropped message on a full queue, a
-    /// protocol violation, a timeout, a panicking handler. See [`Error`].
-    pub fn handle_error(&self, f: impl Fn(&Session, &Error) + Send + Sync + 'static) -> &Self {
+    /// protocol violation, a timeout, a panicking handler, a handler's error. See [`Error`].
+    pub fn on_error(&self, f: impl Fn(&Session, &Error) + Send + Sync + 'static) -> &Self {
         let f = Arc::new(f);
         self.set_handler(|h| h.error = Some(f.clone()))
     }
 
-    /// Runs `f` when the peer sends a close frame, with its code ([`CloseCode::NO_STATUS_RECEIVED`]
-    /// when it had none) and reason. The close is always echoed, as the protocol requires; the
-    /// disconnect handler runs afterwards.
-    pub fn handle_close(&self, f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static) -> &Self {
+    /// Runs `f` when the peer sends a close frame, with its code
+    /// ([`CloseCode::NO_STATUS_RECEIVED`] when it had none) and reason. The close is always
+    /// echoed, as the protocol requires; the disconnect handler runs afterwards.
+    pub fn on_close(&self, f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static) -> &Self {
         let f = Arc::new(f);
         self.set_handler(|h| h.close = Some(f.clone()))
     }
 
     /// Runs `f` when a pong arrives (an answer to the automatic pings).
-    pub fn handle_pong(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
+    pub fn on_pong(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Self {
         let f = Arc::new(f);
         self.set_handler(|h| h.pong = Some(f.clone()))
     }
 
-    /// Sends a text or binary message to every session. Returns how many sessions it was queued
-    /// for. The message's bytes are shared by all recipients, never copied.
+    /// Sets the auth hook: it sees each upgrade request (and each SSE request) after the
+    /// handshake and origin checks and before a connection slot is taken. It refuses with an
+    /// [`AuthRejection`] (no session, no slot used), or accepts with [`Keys`]: values to store
+    /// on the new session and topics for it to join. It has [`Config::auth_timeout`] to answer
+    /// (503 after that).
     ///
-    /// # Errors
+    /// The hook is a plain function returning a future, so it can read the request head
+    /// synchronously and then await whatever it needs (a database, a token service):
     ///
-    /// [`Error::Closed`] when the hub is closed. A recipient whose queue is full does not fail
-    /// the broadcast: it is reported to the error handler and the overflow policy applies.
-    pub fn broadcast(&self, message: impl Into<Message>) -> Result<usize, Error> {
-        let message = message.into();
-        let queued = self.fan_out(&message, |queue| self.hub.registry.for_each(queue))?;
-        self.publish_remote(Target::All, &message);
-        Ok(queued)
+    /// ```
+    /// use melody::{AuthRejection, Keys, Melody};
+    ///
+    /// let melody = Melody::new();
+    /// melody.on_auth(|req| {
+    ///     let token = req
+    ///         .uri
+    ///         .query()
+    ///         .and_then(|q| q.strip_prefix("token="))
+    ///         .map(str::to_owned);
+    ///     async move {
+    ///         match token.as_deref() {
+    ///             Some("secret") => Ok(Keys::new().with("user", "alice").join("room:lobby")),
+    ///             _ => Err(AuthRejection::unauthorized("missing or bad token")),
+    ///         }
+    ///     }
+    /// });
+    /// melody.on_connect(|session| {
+    ///     // "alice" was given as a &str and is read back as a String.
+    ///     assert_eq!(session.get::<String>("user").as_deref(), Some("alice"));
+    /// });
+    /// ```
+    pub fn on_auth<F, Fut>(&self, auth: F) -> &Self
+    where
+        F: Fn(&Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Keys, AuthRejection>> + Send + 'static,
+    {
+        let auth: AuthFn = Arc::new(move |req| Box::pin(auth(req)));
+        self.set_handler(|h| h.auth = Some(auth.clone()))
     }
 
-    /// Sends a binary message to every session (Go melody's `BroadcastBinary`).
+    /// Upgrades an HTTP request to a WebSocket session of this hub (Go melody's
+    /// `HandleRequest`). Resolves to `101 Switching Protocols`, or the refusal's status (see
+    /// [`UpgradeRejection`]); the session starts once the server has switched protocols.
     ///
-    /// # Errors
+    /// Call it on a request served by hyper with upgrades on (`melody::serve` and axum's
+    /// `serve` do that; for hyper use `serve_connection(..).with_upgrades()`). The request body
+    /// is dropped at once, so the returned future is `Send` whatever the body type.
     ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_binary(&self, bytes: impl Into<Bytes>) -> Result<usize, Error> {
-        self.broadcast(Message::binary(bytes))
-    }
-
-    /// Sends a message to every session for which `filter` returns `true`.
+    /// ```
+    /// use std::convert::Infallible;
+    /// use hyper::{Request, body::Incoming};
+    /// use melody::Melody;
     ///
-    /// The filter runs outside every lock, so it may call anything on the hub or the session.
+    /// let melody = Melody::new();
+    /// let service = tower::service_fn(move |req: Request<Incoming>| {
+    ///     let upgrade = melody.upgrade(req);
+    ///     async move { Ok::<_, Infallible>(upgrade.await) }
+    /// });
+    /// # let _ = service;
+    /// ```
     ///
-    /// # Errors
+    /// # Panics
     ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_filter(
+    /// When polled outside a Tokio runtime, as the session task is spawned on the current one.
+    #[must_use = "the response must be sent for the upgrade to happen"]
+    pub fn upgrade<B>(
         &self,
-        message: impl Into<Message>,
-        filter: impl Fn(&Session) -> bool,
-    ) -> Result<usize, Error> {
-        let message = message.into();
-        let sessions = self.hub.registry.snapshot();
-        self.fan_out(&message, |queue| {
-            sessions.iter().filter(|s| filter(s)).for_each(queue)
-        })
+        req: Request<B>,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
+        self.upgrade_with(req, Keys::new())
     }
 
-    /// Sends a binary message to every session for which `filter` returns `true`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_binary_filter(
+    /// As [`Melody::upgrade`], with values for the new session and topics for it to join
+    /// before its connect handler runs (Go melody's `HandleRequestWithKeys`). The auth hook's
+    /// keys are added to these.
+    #[must_use = "the response must be sent for the upgrade to happen"]
+    pub fn upgrade_with<B>(
         &self,
-        bytes: impl Into<Bytes>,
-        filter: impl Fn(&Session) -> bool,
-    ) -> Result<usize, Error> {
-        self.broadcast_filter(Message::binary(bytes), filter)
-    }
-
-    /// Sends a message to every session but `except`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_others(
-        &self,
-        message: impl Into<Message>,
-        except: &Session,
-    ) -> Result<usize, Error> {
-        let message = message.into();
-        let except = except.id();
-        let queued = self.fan_out(&message, |queue| {
-            self.hub.registry.for_each(|s| {
-                if s.id() != except {
-                    queue(s);
+        req: Request<B>,
+        keys: Keys,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
+        let (parts, _body) = req.into_parts();
+        let hub = self.hub.clone();
+        async move {
+            match handshake::upgrade(&hub, parts, keys).await {
+                Ok(response) => response,
+                Err(rejection) => {
+                    tracing::debug!(%rejection, status = %rejection.status(), "websocket upgrade refused");
+                    rejection.into_response()
                 }
-            })
-        })?;
-        self.publish_remote(Target::AllExcept(except), &message);
-        Ok(queued)
-    }
-
-    /// Sends a binary message to every session but `except`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_binary_others(
-        &self,
-        bytes: impl Into<Bytes>,
-        except: &Session,
-    ) -> Result<usize, Error> {
-        self.broadcast_others(Message::binary(bytes), except)
-    }
-
-    /// Sends a message to each of the given sessions. Unlike Go melody, one closed or full
-    /// session does not stop the others from receiving it.
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_multiple<'a>(
-        &self,
-        message: impl Into<Message>,
-        sessions: impl IntoIterator<Item = &'a Session>,
-    ) -> Result<usize, Error> {
-        let message = message.into();
-        self.fan_out(&message, |queue| sessions.into_iter().for_each(queue))
-    }
-
-    /// Sends a binary message to each of the given sessions.
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::broadcast`].
-    pub fn broadcast_binary_multiple<'a>(
-        &self,
-        bytes: impl Into<Bytes>,
-        sessions: impl IntoIterator<Item = &'a Session>,
-    ) -> Result<usize, Error> {
-        self.broadcast_multiple(Message::binary(bytes), sessions)
-    }
-
-    /// Queues `message` on every session `select` hands to its callback; full queues are dealt
-    /// with after the selection is done, outside any lock.
-    pub(crate) fn fan_out(
-        &self,
-        message: &Message,
-        select: impl FnOnce(&mut dyn FnMut(&Session)),
-    ) -> Result<usize, Error> {
-        if self.hub.is_closed() {
-            return Err(Error::Closed);
+            }
         }
-        let mut queued = 0;
-        let mut full = Vec::new();
-        select(
-            &mut |session: &Session| match session.enqueue(message.clone()) {
-                Ok(()) => queued += 1,
-                Err(PushError::Full) => full.push(session.clone()),
-                Err(PushError::Closed) => {}
-            },
-        );
-        for session in full {
-            session.overflowed();
-        }
-        Ok(queued)
     }
 
-    /// Number of connected sessions; 0 from the moment the hub is closed (sessions still in
-    /// their closing handshake are no longer counted).
+    /// Every session, on this node and (with a cluster) every node.
+    ///
+    /// ```no_run
+    /// # fn demo(melody: &melody::Melody, me: &melody::Session) -> Result<(), melody::Closed> {
+    /// melody.all().send("to everyone")?;
+    /// melody.all().except(me).send("to everyone but me")?;
+    /// let here = melody.all().len(); // sessions connected to this node
+    /// # Ok(()) }
+    /// ```
+    pub fn all(&self) -> Broadcast<'_> {
+        Broadcast::new(self, Target::All)
+    }
+
+    /// The members of a topic, on this node and (with a cluster) every node.
+    ///
+    /// ```no_run
+    /// # fn demo(melody: &melody::Melody, me: &melody::Session) -> Result<(), melody::Closed> {
+    /// melody.topic("room:lobby").except(me).send("someone spoke")?;
+    /// let members = melody.topic("room:lobby").ids();
+    /// # Ok(()) }
+    /// ```
+    pub fn topic(&self, topic: impl Into<String>) -> Broadcast<'_> {
+        Broadcast::new(self, Target::Topic(topic.into()))
+    }
+
+    /// One session by id, on this node or (with a cluster) another.
+    ///
+    /// ```no_run
+    /// # fn demo(melody: &melody::Melody, id: melody::SessionId) {
+    /// match melody.session(id).send("psst") {
+    ///     Ok(_reached) => {}
+    ///     Err(error) => eprintln!("not sent: {error}"),
+    /// }
+    /// let here: Option<melody::Session> = melody.session(id).get();
+    /// # }
+    /// ```
+    pub fn session(&self, id: SessionId) -> ToSession<'_> {
+        ToSession::new(self, id)
+    }
+
+    /// The sessions of this node a closure accepts. This node only: closures do not travel.
+    ///
+    /// ```no_run
+    /// # fn demo(melody: &melody::Melody) -> Result<(), melody::Closed> {
+    /// melody.filter(|s| s.get::<bool>("admin") == Some(true)).send("to admins")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn filter<F: Fn(&Session) -> bool>(&self, filter: F) -> Filtered<'_, F> {
+        Filtered::new(self, filter)
+    }
+
+    /// Each session of a list of handles. This node only: handles do not travel.
+    pub fn each<'s, I: IntoIterator<Item = &'s Session>>(&self, sessions: I) -> Each<'_, I> {
+        Each::new(self, sessions)
+    }
+
+    /// The topics that have at least one session on this node.
     #[must_use]
-    pub fn len(&self) -> usize {
-        if self.is_closed() {
-            return 0;
-        }
-        self.hub.registry.len()
+    pub fn topics(&self) -> Vec<String> {
+        self.hub.topics.names()
     }
 
-    /// Whether no session is connected.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A snapshot of the connected sessions (Go melody's `Sessions`).
+    /// Closes the hub: every session gets 1001 Going Away, new upgrades get 503, sends fail
+    /// with [`Closed`], SSE streams end. Returns at once; each session's disconnect handler runs
+    /// when its connection has ended.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once the hub is closed.
-    pub fn sessions(&self) -> Result<Vec<Session>, Error> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        Ok(self.hub.registry.snapshot())
-    }
-
-    /// The connected session with this id, if any.
-    #[must_use]
-    pub fn session(&self, id: SessionId) -> Option<Session> {
-        self.hub.registry.get(id)
-    }
-
-    /// Sends a message to the session with this id (a direct message), on this node or, with a
-    /// backplane, on whichever node it is connected to.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::SessionNotFound`] when no such session is connected here and there is no
-    /// backplane (with one, a session on another node is reached best-effort and an unknown id
-    /// is not reported); otherwise as [`Session::write`].
-    pub fn send_to(&self, id: SessionId, message: impl Into<Message>) -> Result<(), Error> {
-        if let Some(session) = self.session(id) {
-            return session.write(message);
-        }
-        if self.hub.backplane.get().is_none() {
-            return Err(Error::SessionNotFound(id));
-        }
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        // Not here: the node that has it delivers it; a session connected nowhere is not
-        // reported back.
-        self.publish_remote(Target::Session(id), &message.into());
-        Ok(())
-    }
-
-    /// Closes the hub: every session gets 1001 Going Away, new upgrades get 503, broadcasts fail
-    /// with [`Error::Closed`]. Returns at once; each session's disconnect handler runs when its
-    /// connection has ended.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] when the hub was already closed.
-    pub fn close(&self) -> Result<(), Error> {
+    /// [`Closed`] when the hub was already closed.
+    pub fn close(&self) -> Result<(), Closed> {
         self.close_frame(CloseFrame::new(CloseCode::GOING_AWAY, ""))
+            .map_err(|_| Closed)
     }
 
     /// Closes the hub, sending every session this code and reason.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when the hub was already closed; [`Error::ReservedCloseCode`] for a code
-    /// that cannot be sent.
-    pub fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+    /// [`CloseError::HubClosed`] when the hub was already closed; [`CloseError::ReservedCode`]
+    /// for a code that cannot be sent.
+    pub fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         self.close_frame(CloseFrame::new(code, reason))
     }
 
-    /// Closes the hub with a raw close payload (Go melody's `CloseWithMsg`), as built by
-    /// [`format_close_message`](crate::format_close_message).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidClosePayload`] when the payload does not parse; otherwise as
-    /// [`Melody::close_with`].
-    pub fn close_with_msg(&self, payload: &[u8]) -> Result<(), Error> {
-        self.close_frame(CloseFrame::from_close_payload(payload)?)
-    }
-
-    /// Closes the hub with a prepared [`CloseFrame`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Melody::close_with`].
-    pub fn close_frame(&self, frame: CloseFrame) -> Result<(), Error> {
-        let frame = frame.sendable()?;
-        if self.hub.close_frame.set(frame.clone()).is_err() {
-            return Err(Error::Closed);
+    /// Closes the hub with a prepared frame.
+    pub(crate) fn close_frame(&self, frame: CloseFrame) -> Result<(), CloseError> {
+        let frame = frame.sendable().map_err(CloseError::ReservedCode)?;
+        if !self.hub.lifecycle.close(frame.clone()) {
+            return Err(CloseError::HubClosed);
         }
-        self.hub.closed.store(true, Ordering::Release);
-        tracing::debug!(sessions = self.len(), "closing melody hub");
+        tracing::debug!(sessions = self.hub.registry.len(), "closing melody hub");
         for session in self.hub.registry.snapshot() {
             session.request_close(frame.clone());
         }
-        #[cfg(feature = "sse")]
-        crate::sse::close_all(&self.hub);
+        self.hub.plugins.closed();
         Ok(())
     }
 
@@ -527,14 +339,65 @@ impl Melody {
     pub fn is_closed(&self) -> bool {
         self.hub.is_closed()
     }
-}
 
-impl fmt::Debug for Melody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Melody")
-            .field("sessions", &self.len())
-            .field("closed", &self.is_closed())
-            .field("config", &self.hub.config)
-            .finish_non_exhaustive()
+    /// Shuts the hub down gracefully and returns once every session has ended.
+    ///
+    /// New upgrades get 503 from the first moment. Every session is sent 1001 Going Away (or
+    /// the frame of an earlier [`Melody::close_with`]) after the messages already queued for it;
+    /// the call then waits up to `drain` for those writes and the closing handshakes. Sessions
+    /// still open after `drain` are dropped. Either way every disconnect handler has run exactly
+    /// once when this returns. Returns how many sessions had to be dropped (0 when all drained).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use axum::{Router, routing::get};
+    /// use melody::Melody;
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let melody = Melody::new();
+    /// let app = Router::new().route("/ws", get(melody.handler()));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+    /// melody::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///         melody.shutdown(Duration::from_secs(5)).await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the hub closed; sessions still close on their own within the
+    /// write wait.
+    pub async fn shutdown(&self, drain: Duration) -> usize {
+        // Already closed is fine: shutdown then only waits.
+        let _ = self.close();
+        let lifecycle = &self.hub.lifecycle;
+        if lifecycle.drain(drain).await {
+            return 0;
+        }
+        let remaining = lifecycle.tasks();
+        tracing::debug!(remaining, "drain timeout: dropping the sessions left");
+        // Sessions that register from now on abort themselves.
+        lifecycle.abort();
+        self.hub
+            .registry
+            .for_each(|session| session.outbox().abort());
+        lifecycle.wait_idle().await;
+        remaining
+    }
+
+    /// Attaches a plug-in (the typed router, SSE, a cluster, your own): calls its
+    /// [`Plugin::install`].
+    pub fn plug(&self, plugin: impl Plugin) -> &Self {
+        plugin.install(self);
+        self
+    }
+
+    /// The seam plug-ins attach through: delivery sinks, plug-in state, deliveries from other
+    /// nodes. See the [`plugin`](crate::plugin) module.
+    pub fn plugins(&self) -> Plugins<'_> {
+        Plugins::new(self)
     }
 }

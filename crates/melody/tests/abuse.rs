@@ -103,18 +103,18 @@ async fn sse_data_cannot_inject_fields() {
     let melody = Melody::new();
     let app = Router::new().route(
         "/events",
-        get(melody.sse_handler(TopicResolver::query("topic"))),
+        get(melody::sse::Sse::attach(&melody).handler(TopicResolver::query("topic"))),
     );
     let addr = common::spawn_router(app).await;
     let mut sse = TcpStream::connect(addr).await.unwrap();
     sse.write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    eventually(|| melody.sse_subscribers("t") == 1).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
     melody
-        .publish("t", "hello\rid: 666\revent: evil\r\nretry: 1\rdata")
+        .topic("t").send("hello\rid: 666\revent: evil\r\nretry: 1\rdata")
         .unwrap();
-    melody.publish("t", "end").unwrap();
+    melody.topic("t").send("end").unwrap();
     let mut received = Vec::new();
     timeout(WAIT, async {
         let mut buf = [0u8; 4096];
@@ -145,11 +145,14 @@ async fn sse_data_cannot_inject_fields() {
 #[tokio::test]
 async fn direct_sends_are_opt_in_per_type_and_marked_as_a_peers() {
     let melody = Melody::new();
-    melody.handle_connect(|session| {
-        let _ = session.send_envelope("welcome", serde_json::json!({ "id": session.id() }));
+    melody.on_connect(|session| {
+        let _ = session.send(melody::router::Envelope::encode("welcome", serde_json::json!({ "id": session.id() })).unwrap());
     });
-    melody.on("chat", |_, _| async { Ok(()) });
-    melody.allow_direct("dm");
+    melody.plug(
+        melody::router::Router::new()
+            .on("chat", |_, _| async { Ok(()) })
+            .allow_direct("dm"),
+    );
     let addr = spawn_app(&melody).await;
     let mut attacker = connect(addr).await;
     let mut victim = connect(addr).await;
@@ -186,10 +189,10 @@ async fn session_ids_are_random_and_travel_as_strings() {
     for _ in 0..20 {
         clients.push(connect(addr).await);
     }
-    eventually(|| melody.len() == 20).await;
+    eventually(|| melody.all().len() == 20).await;
     let mut ids: Vec<u64> = melody
+        .all()
         .sessions()
-        .unwrap()
         .iter()
         .map(|s| s.id().as_u64())
         .collect();
@@ -216,20 +219,20 @@ async fn a_stalled_sse_subscriber_is_dropped_and_disconnected() {
     );
     let app = Router::new().route(
         "/events",
-        get(melody.sse_handler(TopicResolver::query("topic"))),
+        get(melody::sse::Sse::attach(&melody).handler(TopicResolver::query("topic"))),
     );
     let addr = spawn_served(app, |serve| serve.write_timeout(Duration::from_millis(300))).await;
     let mut sse = TcpStream::connect(addr).await.unwrap();
     sse.write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    eventually(|| melody.sse_subscribers("t") == 1).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
     // The client reads nothing while events of 64 KiB keep coming.
     let event = "x".repeat(64 * 1024);
     timeout(WAIT, async {
         let mut tick = tokio::time::interval(Duration::from_millis(2));
-        while melody.sse_subscribers("t") > 0 {
-            let _ = melody.publish("t", event.as_str());
+        while melody::sse::Sse::attach(&melody).subscribers("t") > 0 {
+            let _ = melody.topic("t").send(event.as_str());
             tick.tick().await;
         }
     })
@@ -290,9 +293,9 @@ async fn a_ping_flood_is_closed_with_1008() {
 #[tokio::test]
 async fn a_burst_within_the_frame_budget_is_served() {
     let melody = Melody::with_config(Config::default().frame_rate_limit(1_000, 2_000));
-    melody.handle_message(|session, text| {
+    melody.on_text(|session, text| {
         if &*text == "last" {
-            let _ = session.write("done");
+            let _ = session.send("done");
         }
     });
     let addr = spawn_app(&melody).await;
@@ -314,7 +317,7 @@ async fn oversized_request_heads_are_refused_with_431() {
         .collect();
     let (status, _) = http_request(addr, &upgrade_request(&padding)).await;
     assert_eq!(status, 431);
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     // A normal one is fine.
     let (status, _) = http_request(addr, &upgrade_request("Cookie: a=b\r\n")).await;
     assert_eq!(status, 101);
@@ -325,7 +328,7 @@ async fn oversized_request_heads_are_refused_with_431() {
 async fn only_the_kept_headers_stay_on_the_session() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let melody = Melody::with_config(Config::default().keep_headers([http::header::COOKIE]));
-    melody.handle_connect(move |session| {
+    melody.on_connect(move |session| {
         let _ = tx.send(session.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -353,7 +356,7 @@ async fn only_the_kept_headers_stay_on_the_session() {
 async fn topics_per_session_are_capped() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let melody = Melody::with_config(Config::default().max_topics_per_session(3));
-    melody.handle_connect(move |session| {
+    melody.on_connect(move |session| {
         let _ = tx.send(session.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -380,7 +383,7 @@ async fn malformed_handshakes_get_client_errors() {
     assert_eq!(http_request(addr, &two_keys).await.0, 400);
     let no_host = upgrade_request("").replacen("Host: localhost\r\n", "", 1);
     assert_eq!(http_request(addr, &no_host).await.0, 400);
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
 }
 
 // Beyond the review: under concurrent message handling, a client cannot start tasks faster than
@@ -400,7 +403,7 @@ async fn concurrent_handler_calls_of_a_session_are_bounded() {
             .message_buffer_size(1024),
     );
     let (s, f, r) = (started.clone(), finished.clone(), release.clone());
-    melody.handle_message_async(move |_, _| {
+    melody.on_text_async(move |_, _| {
         let (s, f, r) = (s.clone(), f.clone(), r.clone());
         async move {
             s.fetch_add(1, Ordering::SeqCst);
@@ -429,7 +432,7 @@ async fn concurrent_handler_calls_of_a_session_are_bounded() {
 #[tokio::test]
 async fn an_auth_hook_that_hangs_is_cut_off_with_503() {
     let melody = Melody::with_config(Config::default().auth_timeout(Duration::from_millis(200)));
-    melody.handle_auth(|_| std::future::pending());
+    melody.on_auth(|_| std::future::pending());
     let addr = spawn_app(&melody).await;
     let (status, _) = http_request(addr, &upgrade_request("")).await;
     assert_eq!(status, 503);
@@ -453,16 +456,16 @@ async fn sse_streams_count_against_max_connections() {
     let melody = Melody::with_config(Config::default().max_connections(1));
     let app = Router::new().route("/ws", get(melody.handler())).route(
         "/events",
-        get(melody.sse_handler(TopicResolver::query("topic"))),
+        get(melody::sse::Sse::attach(&melody).handler(TopicResolver::query("topic"))),
     );
     let addr = common::spawn_router(app).await;
     let mut sse = TcpStream::connect(addr).await.unwrap();
     sse.write_all(b"GET /events?topic=t HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    eventually(|| melody.sse_subscribers("t") == 1).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
     assert_eq!(http_request(addr, &upgrade_request("")).await.0, 503);
     drop(sse);
-    eventually(|| melody.sse_subscribers("t") == 0).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 0).await;
     let _client = connect(addr).await;
 }

@@ -30,7 +30,7 @@ async fn an_announced_frame_holds_only_the_bytes_that_arrived() {
     for _ in 0..CLIENTS {
         clients.push(Raw::connect(addr).await);
     }
-    common::eventually(|| melody.len() == CLIENTS).await;
+    common::eventually(|| melody.all().len() == CLIENTS).await;
     let before = in_use();
     for client in &mut clients {
         // A ping, then a binary frame announcing 16 MiB of which 15 bytes come, in one write:

@@ -89,12 +89,12 @@ async fn allow_list_any_and_custom_origin_checks() {
 /// bad peer affects nobody else.
 async fn hub_with_bystander(config: Config) -> (std::net::SocketAddr, Client, Melody) {
     let melody = Melody::with_config(config);
-    melody.handle_message(|s, text| {
-        let _ = s.melody().broadcast(text);
+    melody.on_text(|s, text| {
+        let _ = s.melody().all().send(text);
     });
     let addr = spawn_app(&melody).await;
     let bystander = connect(addr).await;
-    eventually(|| melody.len() == 1).await;
+    eventually(|| melody.all().len() == 1).await;
     (addr, bystander, melody)
 }
 
@@ -136,7 +136,7 @@ async fn invalid_utf8_closes_with_1007() {
 async fn protocol_violations_close_with_1002() {
     let (addr, mut bystander, melody) = hub_with_bystander(Config::default()).await;
     let (events, mut log) = events();
-    melody.handle_error(move |_, error| events.push(error.to_string()));
+    melody.on_error(move |_, error| events.push(error.to_string()));
     let cases: [(&str, u8, &[u8]); 4] = [
         ("reserved opcode", 0x83, b"x"),
         ("reserved bit", 0xC1, b"x"),

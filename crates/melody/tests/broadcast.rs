@@ -14,7 +14,7 @@ use melody::{CloseCode, Error, Melody, Session, format_close_message};
 async fn named_hub(names: &[&str]) -> (Melody, Vec<Client>, Vec<Session>) {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_message(move |s, text| {
+    melody.on_text(move |s, text| {
         if let Some(name) = text.strip_prefix("name:") {
             s.set("name", name.to_owned());
             events.push(name.to_owned());
@@ -45,8 +45,8 @@ async fn named_hub(names: &[&str]) -> (Melody, Vec<Client>, Vec<Session>) {
 #[tokio::test]
 async fn broadcast_reaches_everyone() {
     let (melody, mut clients, _) = named_hub(&["a", "b", "c"]).await;
-    assert_eq!(melody.len(), 3);
-    assert_eq!(melody.broadcast("hello all").unwrap(), 3);
+    assert_eq!(melody.all().len(), 3);
+    assert_eq!(melody.all().send("hello all").unwrap(), 3);
     for client in &mut clients {
         assert_eq!(recv_text(client).await, "hello all");
     }
@@ -55,7 +55,7 @@ async fn broadcast_reaches_everyone() {
 #[tokio::test]
 async fn broadcast_binary_reaches_everyone() {
     let (melody, mut clients, _) = named_hub(&["a", "b"]).await;
-    assert_eq!(melody.broadcast_binary(vec![7u8, 8]).unwrap(), 2);
+    assert_eq!(melody.all().send(melody::Message::binary(vec![7u8, 8])).unwrap(), 2);
     for client in &mut clients {
         let message = recv(client).await;
         assert!(message.is_binary());
@@ -67,10 +67,10 @@ async fn broadcast_binary_reaches_everyone() {
 async fn broadcast_filter_selects_sessions() {
     let (melody, mut clients, _) = named_hub(&["a", "b", "c"]).await;
     let to_a_and_c = |s: &Session| s.get::<String>("name").as_deref() != Some("b");
-    assert_eq!(melody.broadcast_filter("filtered", to_a_and_c).unwrap(), 2);
+    assert_eq!(melody.filter(to_a_and_c).send("filtered").unwrap(), 2);
     assert_eq!(
         melody
-            .broadcast_binary_filter(vec![1u8], to_a_and_c)
+            .filter(to_a_and_c).send(melody::Message::binary(vec![1u8]))
             .unwrap(),
         2
     );
@@ -80,7 +80,7 @@ async fn broadcast_filter_selects_sessions() {
     // The filter may call back into the hub: it runs outside every lock.
     assert_eq!(
         melody
-            .broadcast_filter("reentrant", |_| melody.len() == 3)
+            .filter(|_| melody.all().len() == 3).send("reentrant")
             .unwrap(),
         3
     );
@@ -91,16 +91,16 @@ async fn broadcast_filter_selects_sessions() {
 async fn broadcast_others_skips_one_session() {
     let (melody, mut clients, sessions) = named_hub(&["a", "b", "c"]).await;
     assert_eq!(
-        melody.broadcast_others("not for b", &sessions[1]).unwrap(),
+        melody.all().except(&sessions[1]).send("not for b").unwrap(),
         2
     );
     assert_eq!(
         melody
-            .broadcast_binary_others(vec![2u8], &sessions[1])
+            .all().except(&sessions[1]).send(melody::Message::binary(vec![2u8]))
             .unwrap(),
         2
     );
-    melody.broadcast("for all").unwrap();
+    melody.all().send("for all").unwrap();
     assert_eq!(recv_text(&mut clients[0]).await, "not for b");
     assert_eq!(recv_text(&mut clients[2]).await, "not for b");
     // b's first message is the one meant for everyone.
@@ -112,13 +112,13 @@ async fn broadcast_multiple_reaches_the_listed_sessions_even_past_a_closed_one()
     let (melody, mut clients, sessions) = named_hub(&["a", "b", "c"]).await;
     sessions[0].close().unwrap();
     let list = [sessions[0].clone(), sessions[2].clone()];
-    assert_eq!(melody.broadcast_multiple("listed", &list).unwrap(), 1);
+    assert_eq!(melody.each(&list).send("listed").unwrap(), 1);
     assert_eq!(
-        melody.broadcast_binary_multiple(vec![3u8], &list).unwrap(),
+        melody.each(&list).send(melody::Message::binary(vec![3u8])).unwrap(),
         1
     );
     assert_eq!(recv_text(&mut clients[2]).await, "listed");
-    melody.broadcast("all").unwrap();
+    melody.all().send("all").unwrap();
     assert_eq!(recv_text(&mut clients[1]).await, "all");
 }
 
@@ -139,9 +139,9 @@ async fn broadcast_shares_one_payload_among_recipients() {
     for _ in 0..5 {
         clients.push(connect(addr).await);
     }
-    eventually(|| melody.len() == 5).await;
+    eventually(|| melody.all().len() == 5).await;
 
-    assert_eq!(melody.broadcast(String::from("one frame")).unwrap(), 5);
+    assert_eq!(melody.all().send(String::from("one frame")).unwrap(), 5);
     for _ in 0..5 {
         assert_eq!(log.next().await, "sent");
     }
@@ -155,18 +155,18 @@ async fn broadcast_shares_one_payload_among_recipients() {
 #[tokio::test]
 async fn sessions_lists_connected_sessions_with_unique_ids() {
     let (melody, _clients, sessions) = named_hub(&["a", "b", "c"]).await;
-    let ids: HashSet<_> = melody.sessions().unwrap().iter().map(Session::id).collect();
+    let ids: HashSet<_> = melody.all().sessions().iter().map(Session::id).collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(ids, sessions.iter().map(Session::id).collect());
     assert_eq!(melody.session(sessions[1].id()), Some(sessions[1].clone()));
-    assert!(!melody.is_empty());
+    assert!(!melody.all().is_empty());
 }
 
 #[tokio::test]
 async fn close_sends_going_away_to_everyone_and_refuses_more() {
     let (melody, mut clients, _) = named_hub(&["a", "b"]).await;
     let (events, mut log) = events();
-    melody.handle_disconnect(move |_| events.push("disconnect"));
+    melody.on_disconnect(move |_| events.push("disconnect"));
 
     assert!(!melody.is_closed());
     melody.close().unwrap();
@@ -176,11 +176,11 @@ async fn close_sends_going_away_to_everyone_and_refuses_more() {
     }
     log.wait_for("disconnect").await;
     log.wait_for("disconnect").await;
-    eventually(|| melody.is_empty()).await;
+    eventually(|| melody.all().is_empty()).await;
 
-    assert!(matches!(melody.broadcast("late"), Err(Error::Closed)));
+    assert!(matches!(melody.all().send("late"), Err(Error::Closed)));
     assert!(matches!(
-        melody.broadcast_binary(vec![1u8]),
+        melody.all().send(melody::Message::binary(vec![1u8])),
         Err(Error::Closed)
     ));
     assert!(matches!(melody.close(), Err(Error::Closed)));
@@ -224,14 +224,14 @@ async fn a_slow_reader_does_not_hold_up_a_broadcast() {
     // are dropped (and reported), while the reading client gets every message.
     let melody = Melody::with_config(melody::Config::default().message_buffer_size(4));
     let (events, mut log) = events();
-    melody.handle_error(move |_, error| events.push(error.to_string()));
+    melody.on_error(move |_, error| events.push(error.to_string()));
     let addr = spawn_app(&melody).await;
     let _stalled = Raw::connect(addr).await;
     let mut reader = connect(addr).await;
-    eventually(|| melody.len() == 2).await;
+    eventually(|| melody.all().len() == 2).await;
     for i in 0..400 {
         let payload = format!("{i:0>65535}");
-        melody.broadcast(payload).unwrap();
+        melody.all().send(payload).unwrap();
         assert_eq!(recv_text(&mut reader).await.len(), 65535);
     }
     log.wait_for("session message buffer is full").await;

@@ -9,7 +9,7 @@ use axum::{Router, routing::get};
 use futures_util::SinkExt;
 use melody::{
     Bytes, CloseCode, Error,
-    channels::{Binding, ChannelError, Channels, Options},
+    channels::{Binding, ChannelError, Channels, seed_config},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -74,9 +74,9 @@ async fn seed_loop<T: fmt::Debug + Send + 'static>(
     events.push("ended");
 }
 
-fn echo_json(events: &Events, options: Options) -> Binding<Chat> {
+fn echo_json(events: &Events, config: melody::Config) -> Binding<Chat> {
     let events = events.clone();
-    Binding::json(options, move |ch: Channels<Chat>| {
+    Binding::json(config, move |ch: Channels<Chat>| {
         seed_loop(ch, events.clone(), None)
     })
 }
@@ -84,7 +84,7 @@ fn echo_json(events: &Events, options: Options) -> Binding<Chat> {
 #[tokio::test]
 async fn receiver_gets_decoded_json_and_sender_echoes_it() {
     let (events, mut log) = events();
-    let binding = echo_json(&events, Options::default());
+    let binding = echo_json(&events, seed_config());
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;
@@ -110,7 +110,7 @@ async fn receiver_gets_decoded_json_and_sender_echoes_it() {
 #[tokio::test]
 async fn string_channels_round_trip_and_reject_binary_that_is_not_utf8() {
     let (events, mut log) = events();
-    let binding = Binding::text(Options::default(), move |ch: Channels<String>| {
+    let binding = Binding::text(seed_config(), move |ch: Channels<String>| {
         seed_loop(ch, events.clone(), None)
     });
     let addr = serve(&binding).await;
@@ -130,7 +130,7 @@ async fn string_channels_round_trip_and_reject_binary_that_is_not_utf8() {
 #[tokio::test]
 async fn bytes_channels_round_trip_as_binary() {
     let (events, mut log) = events();
-    let binding = Binding::binary(Options::default(), move |ch: Channels<Bytes>| {
+    let binding = Binding::binary(seed_config(), move |ch: Channels<Bytes>| {
         seed_loop(ch, events.clone(), None)
     });
     let addr = serve(&binding).await;
@@ -155,7 +155,7 @@ async fn bytes_channels_round_trip_as_binary() {
 #[tokio::test]
 async fn done_fires_when_the_client_closes_and_the_loop_ends() {
     let (events, mut log) = events();
-    let binding = echo_json(&events, Options::default());
+    let binding = echo_json(&events, seed_config());
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;
@@ -169,13 +169,13 @@ async fn done_fires_when_the_client_closes_and_the_loop_ends() {
     assert_eq!(recv_close(&mut client).await.0, 1000);
     assert_eq!(log.next().await, "done");
     assert_eq!(log.next().await, "ended");
-    assert_eq!(binding.melody().len(), 0);
+    assert_eq!(binding.melody().all().len(), 0);
 }
 
 #[tokio::test]
 async fn done_fires_when_the_client_drops_the_connection() {
     let (events, mut log) = events();
-    let binding = echo_json(&events, Options::default());
+    let binding = echo_json(&events, seed_config());
     let addr = serve(&binding).await;
 
     let client = connect(addr).await;
@@ -191,7 +191,7 @@ async fn done_fires_when_the_client_drops_the_connection() {
 #[tokio::test]
 async fn disconnect_closes_with_the_chosen_code_after_what_was_sent() {
     let (events, mut log) = events();
-    let binding = Binding::text(Options::default(), move |mut ch: Channels<String>| {
+    let binding = Binding::text(seed_config(), move |mut ch: Channels<String>| {
         let events = events.clone();
         async move {
             let first = ch.receiver.recv().await.unwrap();
@@ -223,7 +223,7 @@ async fn disconnect_closes_with_the_chosen_code_after_what_was_sent() {
 #[tokio::test]
 async fn errors_get_bad_json_and_the_connection_stays_open() {
     let (events, mut log) = events();
-    let binding = echo_json(&events, Options::default());
+    let binding = echo_json(&events, seed_config());
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;
@@ -244,7 +244,7 @@ async fn errors_get_bad_json_and_the_connection_stays_open() {
 #[tokio::test]
 async fn decode_errors_carry_the_message() {
     let (events, mut log) = events();
-    let binding = Binding::json(Options::default(), move |mut ch: Channels<Chat>| {
+    let binding = Binding::json(seed_config(), move |mut ch: Channels<Chat>| {
         let events = events.clone();
         async move {
             if let Some(ChannelError::Decode { message, .. }) = ch.errors.recv().await {
@@ -263,7 +263,7 @@ async fn decode_errors_carry_the_message() {
 #[tokio::test]
 async fn max_message_size_closes_with_1009_and_reports_it() {
     let (events, mut log) = events();
-    let binding = echo_json(&events, Options::default().max_message_size(32));
+    let binding = echo_json(&events, seed_config().max_message_size(32));
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;
@@ -282,9 +282,9 @@ async fn max_message_size_closes_with_1009_and_reports_it() {
 }
 
 #[tokio::test]
-async fn allowed_origin_pattern_uses_the_request_host() {
+async fn the_origin_check_is_the_hubs_same_origin_by_default() {
     let (events, _log) = events();
-    let binding = echo_json(&events, Options::default());
+    let binding = echo_json(&events, seed_config());
     let addr = serve(&binding).await;
     // `upgrade_request` sends `Host: localhost`.
     for (origin, status) in [
@@ -293,7 +293,7 @@ async fn allowed_origin_pattern_uses_the_request_host() {
         ("Origin: https://LOCALHOST\r\n", 101),
         ("Origin: http://evil.example\r\n", 403),
         ("Origin: http://localhost.evil.example\r\n", 403),
-        ("Origin: ws://localhost\r\n", 403),
+        ("Origin: ws://localhost\r\n", 101),
         ("Origin: null\r\n", 403),
     ] {
         let (got, head) = http_request(addr, &upgrade_request(origin)).await;
@@ -302,9 +302,7 @@ async fn allowed_origin_pattern_uses_the_request_host() {
 
     let strict = echo_json(
         &events,
-        Options::default()
-            .allowed_origin("https://{{host}}$")
-            .unwrap(),
+        seed_config().check_origin(melody::CheckOrigin::allow_list(["https://localhost"])),
     );
     let addr = serve(&strict).await;
     let (status, _) = http_request(addr, &upgrade_request("Origin: http://localhost\r\n")).await;
@@ -318,10 +316,7 @@ async fn a_full_receive_buffer_backpressures_instead_of_dropping() {
     const COUNT: usize = 50;
     let (events, mut log) = events();
     let gate = Arc::new(Semaphore::new(0));
-    let options = Options::default()
-        .recv_channel_buffer(1)
-        .send_channel_buffer(3);
-    let binding = Binding::text(options, {
+    let binding = Binding::text(seed_config(), {
         let gate = gate.clone();
         move |mut ch: Channels<String>| {
             let (gate, events) = (gate.clone(), events.clone());
@@ -341,7 +336,8 @@ async fn a_full_receive_buffer_backpressures_instead_of_dropping() {
                 ch.done.wait().await;
             }
         }
-    });
+    })
+    .buffers(3, 1);
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;
@@ -362,7 +358,7 @@ async fn a_full_receive_buffer_backpressures_instead_of_dropping() {
 #[tokio::test]
 async fn the_seed_echo_closes_with_1000_after_its_deadline() {
     let (events, mut log) = events();
-    let binding = Binding::json(Options::default(), move |ch: Channels<Chat>| {
+    let binding = Binding::json(seed_config(), move |ch: Channels<Chat>| {
         seed_loop(ch, events.clone(), Some(Duration::from_millis(100)))
     });
     let addr = serve(&binding).await;
@@ -380,7 +376,7 @@ async fn the_seed_echo_closes_with_1000_after_its_deadline() {
 
 #[tokio::test]
 async fn returning_closes_normally_after_what_was_sent() {
-    let binding = Binding::text(Options::default(), |ch: Channels<String>| async move {
+    let binding = Binding::text(seed_config(), |ch: Channels<String>| async move {
         let greeting = format!("bye from {}", ch.session.uri().path());
         ch.sender.send(greeting).await.unwrap();
     });
@@ -393,7 +389,7 @@ async fn returning_closes_normally_after_what_was_sent() {
 
 #[tokio::test]
 async fn a_panicking_function_closes_with_1011() {
-    let binding = Binding::text(Options::default(), |mut ch: Channels<String>| async move {
+    let binding = Binding::text(seed_config(), |mut ch: Channels<String>| async move {
         let _ = ch.receiver.recv().await;
         panic!("boom");
     });
@@ -407,7 +403,7 @@ async fn a_panicking_function_closes_with_1011() {
 #[tokio::test]
 async fn sender_fails_once_the_connection_has_ended() {
     let (events, mut log) = events();
-    let binding = Binding::text(Options::default(), move |ch: Channels<String>| {
+    let binding = Binding::text(seed_config(), move |ch: Channels<String>| {
         let events = events.clone();
         async move {
             ch.done.wait().await;
@@ -416,7 +412,7 @@ async fn sender_fails_once_the_connection_has_ended() {
             let closed = ch.disconnect.close_normal();
             events.push(format!(
                 "close after done: {}",
-                matches!(closed, Err(Error::SessionClosed))
+                matches!(closed, Err(melody::CloseError::SessionClosed))
             ));
         }
     });
@@ -432,7 +428,7 @@ async fn sender_fails_once_the_connection_has_ended() {
 async fn disconnect_goes_through_while_the_receive_buffer_is_full() {
     let (events, mut log) = events();
     let gate = Arc::new(Semaphore::new(0));
-    let binding = Binding::text(Options::default().recv_channel_buffer(1), {
+    let binding = Binding::text(seed_config(), {
         let gate = gate.clone();
         move |mut ch: Channels<String>| {
             let (gate, events) = (gate.clone(), events.clone());
@@ -448,7 +444,8 @@ async fn disconnect_goes_through_while_the_receive_buffer_is_full() {
                 events.push("done");
             }
         }
-    });
+    })
+    .buffers(10, 1);
     let addr = serve(&binding).await;
 
     let mut client = connect(addr).await;

@@ -20,11 +20,11 @@ async fn connect_and_disconnect_fire_once_each() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let (on_connect, on_disconnect) = (events.clone(), events.clone());
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         // Registered before the connect handler runs, as in Go melody.
-        on_connect.push(format!("connect {} len={}", s.id(), s.melody().len()));
+        on_connect.push(format!("connect {} len={}", s.id(), s.melody().all().len()));
     });
-    melody.handle_disconnect(move |s| {
+    melody.on_disconnect(move |s| {
         on_disconnect.push(format!("disconnect {} closed={}", s.id(), s.is_closed()));
     });
     let addr = spawn_app(&melody).await;
@@ -39,7 +39,7 @@ async fn connect_and_disconnect_fire_once_each() {
 
     drop(client);
     assert_eq!(log.next().await, format!("disconnect {id} closed=true"));
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     // Exactly once: nothing else was logged.
     assert!(log.drain().is_empty());
 }
@@ -49,8 +49,8 @@ async fn text_and_binary_messages_reach_their_handlers() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let (text_events, binary_events) = (events.clone(), events.clone());
-    melody.handle_message(move |_, text| text_events.push(format!("text {}", &*text)));
-    melody.handle_message_binary(move |_, bytes| binary_events.push(format!("binary {bytes:?}")));
+    melody.on_text(move |_, text| text_events.push(format!("text {}", &*text)));
+    melody.on_binary(move |_, bytes| binary_events.push(format!("binary {bytes:?}")));
     let addr = spawn_app(&melody).await;
 
     let mut client = connect(addr).await;
@@ -67,7 +67,7 @@ async fn text_and_binary_messages_reach_their_handlers() {
 async fn async_handlers_run_in_arrival_order() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_message_async(move |_, text| {
+    melody.on_text_async(move |_, text| {
         let events = events.clone();
         async move {
             // Later messages take less time: only in-order execution keeps the order.
@@ -92,10 +92,10 @@ async fn async_handler_can_wait_for_room_in_its_own_queue() {
     // A queue of one message and a handler that writes three with write_async: the session
     // task keeps writing while the handler awaits, so this completes.
     let melody = Melody::with_config(Config::default().message_buffer_size(1));
-    melody.handle_message_async(|session, text| async move {
+    melody.on_text_async(|session, text| async move {
         for i in 0..3 {
             session
-                .write_async(format!("{} {i}", &*text))
+                .send_async(format!("{} {i}", &*text))
                 .await
                 .unwrap();
         }
@@ -115,7 +115,7 @@ async fn concurrent_message_handling_runs_handlers_in_parallel() {
     let (events, mut log) = events();
     let release = Arc::new(tokio::sync::Notify::new());
     let gate = release.clone();
-    melody.handle_message_async(move |_, text| {
+    melody.on_text_async(move |_, text| {
         let (events, gate) = (events.clone(), gate.clone());
         async move {
             if &*text == "first" {
@@ -140,14 +140,13 @@ async fn sent_handlers_see_flushed_messages() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let (text_events, binary_events) = (events.clone(), events.clone());
-    melody
-        .handle_sent_message(move |_, m| text_events.push(format!("sent {}", m.as_str().unwrap())));
-    melody.handle_sent_message_binary(move |_, m| {
-        binary_events.push(format!("sent binary {}", m.len()));
+    melody.on_sent(move |_, m| match m.as_str() {
+        Some(text) => text_events.push(format!("sent {text}")),
+        None => binary_events.push(format!("sent binary {}", m.len())),
     });
-    melody.handle_connect(|s| {
-        s.write("welcome").unwrap();
-        s.write_binary(vec![0u8; 3]).unwrap();
+    melody.on_connect(|s| {
+        s.send("welcome").unwrap();
+        s.send(melody::Message::binary(vec![0u8; 3])).unwrap();
     });
     let addr = spawn_app(&melody).await;
 
@@ -162,10 +161,10 @@ async fn close_handler_gets_code_and_reason_and_close_is_echoed() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let (on_close, on_disconnect) = (events.clone(), events.clone());
-    melody.handle_close(move |_, frame| {
+    melody.on_close(move |_, frame| {
         on_close.push(format!("close {} {}", frame.code(), frame.reason()))
     });
-    melody.handle_disconnect(move |_| on_disconnect.push("disconnect"));
+    melody.on_disconnect(move |_| on_disconnect.push("disconnect"));
     let addr = spawn_app(&melody).await;
 
     let mut client = connect(addr).await;
@@ -187,7 +186,7 @@ async fn close_handler_gets_code_and_reason_and_close_is_echoed() {
 async fn close_without_status_reports_1005() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_close(move |_, frame| events.push(format!("close {}", frame.code())));
+    melody.on_close(move |_, frame| events.push(format!("close {}", frame.code())));
     let addr = spawn_app(&melody).await;
 
     let mut raw = Raw::connect(addr).await;
@@ -203,14 +202,14 @@ async fn close_without_status_reports_1005() {
 async fn error_handler_hears_about_dropped_messages() {
     let melody = Melody::with_config(Config::default().message_buffer_size(1));
     let (events, mut log) = events();
-    melody.handle_error(move |_, error| events.push(error.to_string()));
+    melody.on_error(move |_, error| events.push(error.to_string()));
     let dropped = Arc::new(AtomicUsize::new(0));
     let counter = dropped.clone();
-    melody.handle_message(move |s, _| {
+    melody.on_text(move |s, _| {
         // Three writes into a one-message queue from inside the session task: at least two
         // cannot fit before the task gets to write.
         for _ in 0..3 {
-            if s.write("x").is_err() {
+            if s.send("x").is_err() {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
         }
@@ -228,18 +227,18 @@ async fn error_handler_hears_about_dropped_messages() {
 async fn panicking_handler_closes_only_its_session_with_1011() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_error(move |_, error| events.push(error.to_string()));
-    melody.handle_message(|s, text| {
+    melody.on_error(move |_, error| events.push(error.to_string()));
+    melody.on_text(|s, text| {
         if &*text == "boom" {
             panic!("handler exploded");
         }
-        let _ = s.melody().broadcast(text);
+        let _ = s.melody().all().send(text);
     });
     let addr = spawn_app(&melody).await;
 
     let mut victim = connect(addr).await;
     let mut bystander = connect(addr).await;
-    eventually(|| melody.len() == 2).await;
+    eventually(|| melody.all().len() == 2).await;
     send_text(&mut victim, "boom").await;
     assert_eq!(recv_close(&mut victim).await.0, 1011);
     assert_eq!(log.next().await, "handler panicked: handler exploded");
@@ -253,10 +252,10 @@ async fn handlers_set_after_start_apply_to_live_sessions() {
     let melody = Melody::new();
     let addr = spawn_app(&melody).await;
     let mut client = connect(addr).await;
-    eventually(|| melody.len() == 1).await;
+    eventually(|| melody.all().len() == 1).await;
 
-    melody.handle_message(|s, text| {
-        let _ = s.write(format!("late {}", &*text));
+    melody.on_text(|s, text| {
+        let _ = s.send(format!("late {}", &*text));
     });
     send_text(&mut client, "hi").await;
     assert_eq!(recv_text(&mut client).await, "late hi");
@@ -267,7 +266,7 @@ async fn closing_a_session_cancels_its_pending_async_handler() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let (on_message, on_disconnect) = (events.clone(), events.clone());
-    melody.handle_message_async(move |session, _| {
+    melody.on_text_async(move |session, _| {
         let events = on_message.clone();
         async move {
             events.push(format!("waiting {}", session.id()));
@@ -275,7 +274,7 @@ async fn closing_a_session_cancels_its_pending_async_handler() {
             std::future::pending::<()>().await;
         }
     });
-    melody.handle_disconnect(move |_| on_disconnect.push("disconnect"));
+    melody.on_disconnect(move |_| on_disconnect.push("disconnect"));
     let addr = spawn_app(&melody).await;
 
     let mut client = connect(addr).await;
@@ -283,8 +282,8 @@ async fn closing_a_session_cancels_its_pending_async_handler() {
     let waiting = log.next().await;
     let id: u64 = waiting.strip_prefix("waiting ").unwrap().parse().unwrap();
     let session = melody
+        .all()
         .sessions()
-        .unwrap()
         .into_iter()
         .find(|s| s.id().as_u64() == id)
         .unwrap();

@@ -23,7 +23,7 @@ async fn spawn_hyper(melody: Melody) -> std::net::SocketAddr {
                 req.extensions_mut().insert(RemoteAddr(peer));
                 req.extensions_mut().insert(LocalAddr(local));
                 let keys = Keys::new().with("served_by", "hyper");
-                let upgrade = melody.handle_request_with_keys(req, keys);
+                let upgrade = melody.upgrade_with(req, keys);
                 async move { Ok::<_, Infallible>(upgrade.await) }
             });
             tokio::spawn(
@@ -40,7 +40,7 @@ async fn spawn_hyper(melody: Melody) -> std::net::SocketAddr {
 async fn plain_hyper_serves_sessions_with_keys_and_addresses() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         events.push(format!(
             "{} local={} remote={}",
             s.must_get::<&str>("served_by"),
@@ -48,8 +48,8 @@ async fn plain_hyper_serves_sessions_with_keys_and_addresses() {
             s.remote_addr().is_some()
         ));
     });
-    melody.handle_message(|s, text| {
-        let _ = s.melody().broadcast(text);
+    melody.on_text(|s, text| {
+        let _ = s.melody().all().send(text);
     });
     let addr = spawn_hyper(melody.clone()).await;
 

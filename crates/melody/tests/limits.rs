@@ -11,7 +11,7 @@ use tokio_websockets::Message;
 /// A hub whose auth hook accepts `?token=good` (storing the user) and refuses the rest.
 fn authenticated_hub() -> Melody {
     let melody = Melody::new();
-    melody.handle_auth(|req| {
+    melody.on_auth(|req| {
         let query = req.uri.query().unwrap_or_default().to_owned();
         async move {
             match query.as_str() {
@@ -29,7 +29,7 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
     let melody = authenticated_hub();
     let (events, mut log) = events();
     let on_connect = events.clone();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         on_connect.push(format!("hello {}", s.must_get::<String>("user")))
     });
     let addr = spawn_app(&melody).await;
@@ -39,7 +39,7 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
     assert_eq!(status, 401, "{head}");
     let banned = upgrade_request("").replacen("/ws", "/ws?token=banned", 1);
     assert_eq!(http_request(addr, &banned).await.0, 403);
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     assert_eq!(
         melody.stats().connects,
         0,
@@ -55,7 +55,7 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
 async fn auth_runs_before_a_connection_slot_is_taken() {
     // With one slot, refused requests must not use it.
     let limited = Melody::with_config(Config::default().max_connections(1));
-    limited.handle_auth(|req| {
+    limited.on_auth(|req| {
         let ok = req.uri.query() == Some("ok");
         async move {
             if ok {
@@ -73,7 +73,7 @@ async fn auth_runs_before_a_connection_slot_is_taken() {
         );
     }
     let _client = connect_with(limited_addr, "/ws?ok", &[]).await;
-    eventually(|| limited.len() == 1).await;
+    eventually(|| limited.all().len() == 1).await;
 }
 
 #[tokio::test]
@@ -82,16 +82,16 @@ async fn max_connections_answers_503_and_a_slot_frees_when_a_session_ends() {
     let addr = spawn_app(&melody).await;
     let first = connect(addr).await;
     let _second = connect(addr).await;
-    eventually(|| melody.len() == 2).await;
+    eventually(|| melody.all().len() == 2).await;
 
     let (status, _) = http_request(addr, &upgrade_request("")).await;
     assert_eq!(status, 503);
     assert_eq!(melody.stats().rejections.max_connections, 1);
 
     drop(first);
-    eventually(|| melody.len() == 1).await;
+    eventually(|| melody.all().len() == 1).await;
     let _third = connect(addr).await;
-    eventually(|| melody.len() == 2).await;
+    eventually(|| melody.all().len() == 2).await;
 }
 
 #[tokio::test]
@@ -99,8 +99,8 @@ async fn a_session_over_its_rate_limit_is_closed_with_1008() {
     let melody = Melody::with_config(Config::default().message_rate_limit(1, 5));
     let (events, mut log) = events();
     let (on_message, on_error) = (events.clone(), events.clone());
-    melody.handle_message(move |_, text| on_message.push(text.to_string()));
-    melody.handle_error(move |_, error| on_error.push(error.to_string()));
+    melody.on_text(move |_, text| on_message.push(text.to_string()));
+    melody.on_error(move |_, error| on_error.push(error.to_string()));
     let addr = spawn_app(&melody).await;
 
     let mut client = connect(addr).await;
@@ -122,7 +122,7 @@ async fn a_session_over_its_rate_limit_is_closed_with_1008() {
 async fn a_zero_rate_limit_means_no_limit() {
     let melody = Melody::with_config(Config::default().message_rate_limit(0, 0));
     let (events, mut log) = events();
-    melody.handle_message(move |_, text| events.push(text.to_string()));
+    melody.on_text(move |_, text| events.push(text.to_string()));
     let addr = spawn_app(&melody).await;
     let mut client = connect(addr).await;
     for i in 0..500 {
@@ -136,10 +136,10 @@ async fn a_zero_rate_limit_means_no_limit() {
 #[tokio::test]
 async fn stats_count_traffic_drops_and_every_rejection() {
     let melody = Melody::with_config(Config::default().message_buffer_size(1));
-    melody.handle_message(|s, text| {
-        let _ = s.write(text.clone());
+    melody.on_text(|s, text| {
+        let _ = s.send(text.clone());
         // The second write finds the one-message queue full: one drop.
-        let _ = s.write(text);
+        let _ = s.send(text);
     });
     let addr = spawn_app(&melody).await;
 
@@ -158,7 +158,7 @@ async fn stats_count_traffic_drops_and_every_rejection() {
     let mut protocol = Raw::connect(addr).await;
     protocol.send_frame(0x83, b"x").await;
     assert_eq!(protocol.read_close_code().await, 1002);
-    eventually(|| melody.len() == 1).await;
+    eventually(|| melody.all().len() == 1).await;
 
     let stats = melody.stats();
     assert_eq!(stats.connected, 1);

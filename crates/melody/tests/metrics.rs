@@ -35,8 +35,8 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 async fn counters_are_exported_and_scraped_from_metrics() {
     let handle = PrometheusBuilder::new().install_recorder().unwrap();
     let melody = Melody::new();
-    melody.handle_message(|s, text| {
-        let _ = s.melody().broadcast(text);
+    melody.on_text(|s, text| {
+        let _ = s.melody().all().send(text);
     });
     let app = Router::new()
         .route("/ws", get(melody.handler()))
@@ -53,7 +53,7 @@ async fn counters_are_exported_and_scraped_from_metrics() {
         .await
         .unwrap();
     assert_eq!(recv_close(&mut big).await.0, 1009);
-    eventually(|| melody.len() == 1).await;
+    eventually(|| melody.all().len() == 1).await;
 
     let body = scrape(addr).await;
     assert_eq!(sample(&body, "melody_sessions"), Some(1.0), "{body}");

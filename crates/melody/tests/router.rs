@@ -7,52 +7,49 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::*;
 use melody::{
-    Envelope, Error, Melody, Session,
-    router::{BoxError, Malformed, RouterOptions, UnknownType},
+    Error, Melody, Session,
+    router::{BoxError, Envelope, Malformed, Router, RouterError, UnknownType},
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-/// A hub that hands every new session to the test and logs errors as events: "malformed",
-/// "failed: <message>", or the error's text.
+/// A hub with `router` plugged in, that hands every new session to the test and logs errors as
+/// events ("malformed", "failed: <message>", or the error's text) on `events`.
 struct Hub {
     melody: Melody,
     addr: SocketAddr,
     sessions: mpsc::UnboundedReceiver<Session>,
-    events: Events,
     log: EventLog,
 }
 
-async fn hub() -> Hub {
-    hub_with(Melody::new()).await
-}
-
-async fn hub_with(melody: Melody) -> Hub {
+async fn hub(router: Router, (events, log): (Events, EventLog)) -> Hub {
+    let melody = Melody::new();
     let (tx, sessions) = mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = tx.send(s.clone());
     });
-    let (events, log) = events();
-    let errors = events.clone();
-    melody.handle_error(move |_, error| {
-        errors.push(match error {
-            Error::MalformedEnvelope(_) => "malformed".to_owned(),
-            Error::HandlerFailed(message) => format!("failed: {message}"),
-            other => other.to_string(),
+    melody.on_error(move |_, error| {
+        let router_error = match error {
+            Error::Handler(source) => source.downcast_ref::<RouterError>(),
+            _ => None,
+        };
+        events.push(match router_error {
+            Some(RouterError::Malformed(_)) => "malformed".to_owned(),
+            Some(RouterError::Failed(message)) => format!("failed: {message}"),
+            _ => error.to_string(),
         });
     });
     // Answers {"type":"probe","data":x} with the same envelope: a marker that the session still
     // works and that everything sent before it has been routed.
-    melody.on("probe", |session, envelope| async move {
-        session.send_envelope("probe", envelope.data)?;
+    melody.plug(router.on("probe", |session, envelope| async move {
+        session.send(Envelope::encode("probe", envelope.data)?)?;
         Ok(())
-    });
+    }));
     let addr = spawn_app(&melody).await;
     Hub {
         melody,
         addr,
         sessions,
-        events,
         log,
     }
 }
@@ -90,17 +87,15 @@ async fn probe(client: &mut Client, nonce: u64) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn routes_by_type_in_order_and_handle_message_is_not_called() {
-    let mut hub = hub().await;
-    let raw = hub.events.clone();
-    hub.melody
-        .handle_message(move |_, text| raw.push(format!("raw {text}")));
+async fn routes_by_type_in_order() {
+    let mut router = Router::new();
     for kind in ["a", "b"] {
-        hub.melody.on(kind, move |session, envelope| async move {
-            session.send_envelope(&format!("got-{kind}"), envelope.data)?;
+        router = router.on(kind, move |session, envelope| async move {
+            session.send(Envelope::encode(&format!("got-{kind}"), envelope.data)?)?;
             Ok(())
         });
     }
+    let mut hub = hub(router, events()).await;
     let (mut c, _) = hub.client().await;
     send_json(&mut c, json!({"type": "b", "data": 1})).await;
     send_json(&mut c, json!({"type": "a", "data": {"x": [1, 2]}})).await;
@@ -115,14 +110,14 @@ async fn routes_by_type_in_order_and_handle_message_is_not_called() {
         json!({"type": "got-b", "data": null})
     );
     assert!(probe(&mut c, 1).await.is_empty());
-    assert!(hub.log.drain().is_empty(), "handle_message ran or errors");
+    assert!(hub.log.drain().is_empty(), "errors: {:?}", hub.log.drain());
 }
 
 #[tokio::test]
-async fn handle_message_runs_while_no_route_exists() {
+async fn the_text_handler_runs_while_no_router_is_plugged() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_message(move |_, text| events.push(text.to_string()));
+    melody.on_text(move |_, text| events.push(text.to_string()));
     let addr = spawn_app(&melody).await;
     let mut c = connect(addr).await;
     send_text(&mut c, r#"{"type":"a"}"#).await;
@@ -136,18 +131,18 @@ struct Join {
 
 #[tokio::test]
 async fn typed_data_decodes_or_counts_as_malformed() {
-    let mut hub = hub().await;
-    let events = hub.events.clone();
-    hub.melody
-        .on_data::<Join, _, _>("join", move |session, join| {
-            let events = events.clone();
-            async move {
-                events.push(format!("join {}", join.room));
-                session.join(&join.room)?;
-                session.send_envelope("joined", &join)?;
-                Ok(())
-            }
-        });
+    let log = events();
+    let events = log.0.clone();
+    let router = Router::new().on_data::<Join, _, _>("join", move |session, join| {
+        let events = events.clone();
+        async move {
+            events.push(format!("join {}", join.room));
+            session.join(&join.room)?;
+            session.send(Envelope::encode("joined", &join)?)?;
+            Ok(())
+        }
+    });
+    let mut hub = hub(router, log).await;
     let (mut c, session) = hub.client().await;
     send_json(&mut c, json!({"type": "join", "data": {"room": "lobby"}})).await;
     assert_eq!(
@@ -168,14 +163,15 @@ async fn typed_data_decodes_or_counts_as_malformed() {
 
 #[tokio::test]
 async fn handler_error_goes_to_the_error_handler() {
-    let mut hub = hub().await;
-    hub.melody.on("fail", |_, envelope| async move {
-        Err(format!("boom {}", envelope.data).into())
-    });
-    hub.melody.on("io", |_, _| async move {
-        std::fs::read("/definitely/not/here")?;
-        Ok(())
-    });
+    let router = Router::new()
+        .on("fail", |_, envelope| async move {
+            Err(format!("boom {}", envelope.data).into())
+        })
+        .on("io", |_, _| async move {
+            std::fs::read("/definitely/not/here")?;
+            Ok(())
+        });
+    let mut hub = hub(router, events()).await;
     let (mut c, session) = hub.client().await;
     send_json(&mut c, json!({"type": "fail", "data": 7})).await;
     assert_eq!(hub.log.next().await, "failed: boom 7");
@@ -190,10 +186,11 @@ async fn handler_error_goes_to_the_error_handler() {
 
 #[tokio::test]
 async fn middleware_runs_in_registration_order() {
-    let mut hub = hub().await;
+    let log = events();
+    let mut router = Router::new();
     for name in ["a", "b"] {
-        let events = hub.events.clone();
-        hub.melody.middleware(move |session, envelope, next| {
+        let events = log.0.clone();
+        router = router.middleware(move |session, envelope, next| {
             let events = events.clone();
             async move {
                 events.push(format!("{name}-before {}", envelope.kind));
@@ -203,14 +200,15 @@ async fn middleware_runs_in_registration_order() {
             }
         });
     }
-    let events = hub.events.clone();
-    hub.melody.on("work", move |_, _| {
+    let events = log.0.clone();
+    let router = router.on("work", move |_, _| {
         let events = events.clone();
         async move {
             events.push("handler");
             Ok(())
         }
     });
+    let mut hub = hub(router, log).await;
     let (mut c, _) = hub.client().await;
     send_json(&mut c, json!({"type": "work"})).await;
     let mut seen = Vec::new();
@@ -237,18 +235,8 @@ async fn middleware_runs_in_registration_order() {
 
 #[tokio::test]
 async fn middleware_can_short_circuit_or_fail() {
-    let mut hub = hub().await;
-    hub.melody.middleware(|session, envelope, next| async move {
-        match envelope.kind.as_str() {
-            "secret" => {
-                session.send_envelope("denied", &envelope.kind)?;
-                Ok(())
-            }
-            "forbidden" => Err(BoxError::from("forbidden type")),
-            _ => next.run(session, envelope).await,
-        }
-    });
-    let events = hub.events.clone();
+    let log = events();
+    let events = log.0.clone();
     let handler = move |_: Session, envelope: Envelope| {
         let events = events.clone();
         async move {
@@ -256,9 +244,20 @@ async fn middleware_can_short_circuit_or_fail() {
             Ok(())
         }
     };
-    hub.melody
+    let router = Router::new()
+        .middleware(|session, envelope, next| async move {
+            match envelope.kind.as_str() {
+                "secret" => {
+                    session.send(Envelope::encode("denied", &envelope.kind)?)?;
+                    Ok(())
+                }
+                "forbidden" => Err(BoxError::from("forbidden type")),
+                _ => next.run(session, envelope).await,
+            }
+        })
         .on("secret", handler.clone())
         .on("forbidden", handler);
+    let mut hub = hub(router, log).await;
     let (mut c, _) = hub.client().await;
     send_json(&mut c, json!({"type": "secret"})).await;
     assert_eq!(
@@ -273,36 +272,38 @@ async fn middleware_can_short_circuit_or_fail() {
 
 #[tokio::test]
 async fn send_helpers_reach_session_all_topic_and_others() {
-    let mut hub = hub().await;
     // "say" publishes the sender's envelope (with the server-filled `from`) to the others in its
     // room.
-    hub.melody.on("say", |session, envelope| async move {
+    let router = Router::new().on("say", |session, envelope| async move {
         session
             .melody()
-            .publish_others("room", envelope.to_message(), &session)?;
+            .topic("room")
+            .except(&session)
+            .send(envelope)?;
         Ok(())
     });
+    let mut hub = hub(router, events()).await;
     let (mut c0, s0) = hub.client().await;
     let (mut c1, s1) = hub.client().await;
     let (mut c2, s2) = hub.client().await;
     s0.join("room").unwrap();
     s1.join("room").unwrap();
 
-    s2.send_envelope("only-you", json!({"n": 2})).unwrap();
+    s2.send(Envelope::encode("only-you", json!({"n": 2})).unwrap()).unwrap();
     assert_eq!(
         recv_json(&mut c2).await,
         json!({"type": "only-you", "data": {"n": 2}})
     );
 
-    assert_eq!(hub.melody.broadcast_envelope("all", "hi").unwrap(), 3);
+    assert_eq!(hub.melody.all().send(Envelope::encode("all", "hi").unwrap()).unwrap(), 3);
     for c in [&mut c0, &mut c1, &mut c2] {
         assert_eq!(recv_json(c).await, json!({"type": "all", "data": "hi"}));
     }
 
-    assert_eq!(hub.melody.publish_envelope("room", "topic", 1).unwrap(), 2);
+    assert_eq!(hub.melody.topic("room").send(Envelope::encode("topic", 1).unwrap()).unwrap(), 2);
     assert_eq!(
         hub.melody
-            .publish_envelope_others("room", "others", 2, &s0)
+            .topic("room").except(&s0).send(Envelope::encode("others", 2).unwrap())
             .unwrap(),
         1
     );
@@ -332,41 +333,37 @@ async fn send_helpers_reach_session_all_topic_and_others() {
 
     // Data that cannot be JSON is an encode error, and nothing is sent.
     let bad: std::collections::HashMap<Vec<u8>, u8> = [(vec![1], 1)].into();
-    assert!(matches!(
-        s0.send_envelope("bad", &bad),
-        Err(Error::Encode(_))
-    ));
-    assert!(matches!(
-        hub.melody.broadcast_envelope("bad", &bad),
-        Err(Error::Encode(_))
-    ));
+    assert!(Envelope::encode("bad", &bad).is_err());
     assert!(probe(&mut c0, 8).await.is_empty());
 }
 
 #[tokio::test]
 async fn target_is_a_direct_send_through_middleware() {
-    let mut hub = hub().await;
-    let events = hub.events.clone();
-    hub.melody.middleware(move |session, envelope, next| {
-        let events = events.clone();
-        async move {
-            events.push(format!(
-                "mw {} {}",
-                envelope.kind,
-                envelope.target.as_deref().unwrap_or("-")
-            ));
-            next.run(session, envelope).await
-        }
-    });
-    let events = hub.events.clone();
-    hub.melody.on("dm", move |_, _| {
-        let events = events.clone();
-        async move {
-            events.push("dm handler");
-            Ok(())
-        }
-    });
-    hub.melody.allow_direct("dm").allow_direct("x");
+    let log = events();
+    let events = log.0.clone();
+    let handled = log.0.clone();
+    let router = Router::new()
+        .middleware(move |session, envelope, next| {
+            let events = events.clone();
+            async move {
+                events.push(format!(
+                    "mw {} {}",
+                    envelope.kind,
+                    envelope.target.as_deref().unwrap_or("-")
+                ));
+                next.run(session, envelope).await
+            }
+        })
+        .on("dm", move |_, _| {
+            let events = handled.clone();
+            async move {
+                events.push("dm handler");
+                Ok(())
+            }
+        })
+        .allow_direct("dm")
+        .allow_direct("x");
+    let mut hub = hub(router, log).await;
     let (mut c0, s0) = hub.client().await;
     let (mut c1, s1) = hub.client().await;
     let target = s1.id().to_string();
@@ -397,7 +394,7 @@ async fn target_is_a_direct_send_through_middleware() {
     // A session that has gone is not connected either.
     let gone = s1.id().to_string();
     drop(c1);
-    eventually(|| hub.melody.session(s1.id()).is_none()).await;
+    eventually(|| hub.melody.session(s1.id()).get().is_none()).await;
     send_json(&mut c0, json!({"type": "x", "target": gone})).await;
     assert_eq!(
         recv_json(&mut c0).await["data"]["reason"],
@@ -407,7 +404,7 @@ async fn target_is_a_direct_send_through_middleware() {
 
 #[tokio::test]
 async fn unknown_types_are_dropped_by_default() {
-    let mut hub = hub().await;
+    let mut hub = hub(Router::new(), events()).await;
     let (mut c, _) = hub.client().await;
     send_json(&mut c, json!({"type": "nobody-handles-this", "data": 1})).await;
     assert!(probe(&mut c, 11).await.is_empty());
@@ -416,9 +413,7 @@ async fn unknown_types_are_dropped_by_default() {
 
 #[tokio::test]
 async fn unknown_types_are_answered_when_configured() {
-    let mut hub = hub().await;
-    hub.melody
-        .router_options(RouterOptions::default().unknown(UnknownType::Reply));
+    let mut hub = hub(Router::new().unknown(UnknownType::Reply), events()).await;
     let (mut c, _) = hub.client().await;
     send_json(&mut c, json!({"type": "nope"})).await;
     assert_eq!(
@@ -429,7 +424,7 @@ async fn unknown_types_are_answered_when_configured() {
 
 #[tokio::test]
 async fn malformed_input_gets_an_error_envelope() {
-    let mut hub = hub().await;
+    let mut hub = hub(Router::new(), events()).await;
     let (mut c, session) = hub.client().await;
     let (mut other, _) = hub.client().await;
     let inputs = [
@@ -460,9 +455,7 @@ async fn malformed_input_gets_an_error_envelope() {
 
 #[tokio::test]
 async fn malformed_input_closes_with_1003_when_configured() {
-    let mut hub = hub().await;
-    hub.melody
-        .router_options(RouterOptions::default().malformed(Malformed::Close));
+    let mut hub = hub(Router::new().malformed(Malformed::Close), events()).await;
     let (mut c, _) = hub.client().await;
     let (mut other, _) = hub.client().await;
     send_text(&mut c, "{oops").await;

@@ -150,7 +150,7 @@ fn every_input_is_routed_or_reported_and_the_session_lives_on() {
     melody.allow_direct("dm");
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = errors.clone();
-    melody.handle_error(move |_, error| {
+    melody.on_error(move |_, error| {
         log.lock().unwrap().push(match error {
             Error::MalformedEnvelope(_) => "malformed".to_owned(),
             Error::HandlerFailed(_) => "failed".to_owned(),
@@ -159,15 +159,15 @@ fn every_input_is_routed_or_reported_and_the_session_lives_on() {
     });
     melody
         .on("probe", |session, envelope| async move {
-            session.send_envelope("probe", envelope.data)?;
+            session.send(melody::router::Envelope::encode("probe", envelope.data).unwrap())?;
             Ok(())
         })
         .on("echo", |session, envelope| async move {
-            session.send_envelope("echoed", envelope.data)?;
+            session.send(melody::router::Envelope::encode("echoed", envelope.data).unwrap())?;
             Ok(())
         })
         .on_data::<Typed, _, _>("typed", |session, typed| async move {
-            session.send_envelope("typed", typed.n)?;
+            session.send(melody::router::Envelope::encode("typed", typed.n).unwrap())?;
             Ok(())
         })
         .on(
@@ -177,7 +177,7 @@ fn every_input_is_routed_or_reported_and_the_session_lives_on() {
 
     let (mut clients, sessions): (Vec<Client>, Vec<Session>) = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        melody.handle_connect(move |s| {
+        melody.on_connect(move |s| {
             let _ = tx.send(s.clone());
         });
         let addr = spawn_app(&melody).await;
@@ -261,5 +261,5 @@ fn every_input_is_routed_or_reported_and_the_session_lives_on() {
     if let Err(failure) = result {
         panic!("{failure}");
     }
-    assert_eq!(melody.len(), 2, "a session ended");
+    assert_eq!(melody.all().len(), 2, "a session ended");
 }

@@ -20,7 +20,7 @@ async fn hub_with_sessions(
 ) {
     let melody = Melody::with_config(config);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = tx.send(s.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -43,7 +43,7 @@ async fn write_and_write_binary_from_another_task() {
     let writer = session.clone();
     tokio::spawn(async move {
         writer.write("from a task").unwrap();
-        writer.write_binary(vec![9u8; 4]).unwrap();
+        writer.send(melody::Message::binary(vec![9u8; 4])).unwrap();
     })
     .await
     .unwrap();
@@ -61,7 +61,7 @@ async fn write_async_waits_for_room_then_delivers_in_order() {
     let writer = session.clone();
     let writes = tokio::spawn(async move {
         for i in 0..50 {
-            writer.write_async(format!("m{i}")).await.unwrap();
+            writer.send_async(format!("m{i}")).await.unwrap();
         }
     });
     for i in 0..50 {
@@ -76,21 +76,21 @@ async fn close_sends_1000_and_later_writes_fail() {
     let mut client = connect(addr).await;
     let session = next_session(&mut sessions).await;
 
-    session.write("last words").unwrap();
+    session.send("last words").unwrap();
     assert!(!session.is_closed());
     session.close().unwrap();
     assert!(session.is_closed());
     assert!(matches!(session.close(), Err(Error::SessionClosed)));
-    assert!(matches!(session.write("too late"), Err(Error::WriteClosed)));
+    assert!(matches!(session.send("too late"), Err(Error::WriteClosed)));
     assert!(matches!(
-        session.write_async("too late").await,
+        session.send_async("too late").await,
         Err(Error::WriteClosed)
     ));
 
     // What was queued before the close is written before the close frame.
     assert_eq!(recv_text(&mut client).await, "last words");
     assert_eq!(recv_close(&mut client).await.0, 1000);
-    eventually(|| melody.is_empty()).await;
+    eventually(|| melody.all().is_empty()).await;
 }
 
 #[tokio::test]
@@ -198,7 +198,7 @@ async fn typed_extensions() {
 async fn handle_request_with_keys_attaches_values() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         events.push(format!(
             "{} {}",
             s.must_get::<String>("user"),
@@ -210,7 +210,7 @@ async fn handle_request_with_keys_attaches_values() {
         "/ws",
         get(move |req: Request| async move {
             let user = req.uri().query().unwrap_or("anonymous").to_owned();
-            hub.handle_request_with_keys(req, Keys::new().with("user", user).with("plan", 2u32))
+            hub.upgrade_with(req, Keys::new().with("user", user).with("plan", 2u32))
                 .await
                 .into_response()
         }),
@@ -225,7 +225,7 @@ async fn session_reaches_its_hub() {
     let (melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
     let _client = connect(addr).await;
     let session = next_session(&mut sessions).await;
-    assert_eq!(session.melody().len(), melody.len());
+    assert_eq!(session.melody().len(), melody.all().len());
     assert!(format!("{session:?}").contains("Session"));
 }
 
@@ -240,7 +240,7 @@ async fn overflow_drop_policy_keeps_the_session_open() {
     // Fill the queue faster than the task can drain it: a burst from this thread.
     let mut dropped = 0;
     for i in 0..100 {
-        if matches!(session.write(format!("{i}")), Err(Error::MessageBufferFull)) {
+        if matches!(session.send(format!("{i}")), Err(Error::MessageBufferFull)) {
             dropped += 1;
         }
     }
@@ -251,7 +251,7 @@ async fn overflow_drop_policy_keeps_the_session_open() {
     assert!(!session.is_closed());
     assert_eq!(recv_text(&mut client).await, "0");
     // Still open and usable after the drops.
-    eventually(|| session.write("after").is_ok()).await;
+    eventually(|| session.send("after").is_ok()).await;
     loop {
         if recv_text(&mut client).await == "after" {
             break;
@@ -269,7 +269,7 @@ async fn overflow_close_policy_closes_the_slow_session_with_1008() {
     let session = next_session(&mut sessions).await;
 
     for i in 0..100 {
-        let _ = session.write(format!("{i}"));
+        let _ = session.send(format!("{i}"));
     }
     assert!(session.is_closed());
     loop {
@@ -288,9 +288,9 @@ async fn overflow_close_policy_closes_the_slow_session_with_1008() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_queued_before_a_peer_close_are_all_delivered() {
     let melody = Melody::new();
-    melody.handle_message(|session, _| {
+    melody.on_text(|session, _| {
         for i in 0..10 {
-            session.write(format!("m{i}")).unwrap();
+            session.send(format!("m{i}")).unwrap();
         }
     });
     let addr = spawn_app(&melody).await;

@@ -13,9 +13,9 @@ use melody::{Config, Melody};
 async fn shutdown_drains_queued_messages_then_closes_with_1001() {
     let melody = Melody::with_config(Config::default().message_buffer_size(4096));
     let (events, mut log) = events();
-    melody.handle_disconnect(move |s| events.push(format!("disconnect {}", s.id())));
+    melody.on_disconnect(move |s| events.push(format!("disconnect {}", s.id())));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = tx.send(s.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -29,7 +29,7 @@ async fn shutdown_drains_queued_messages_then_closes_with_1001() {
             .unwrap();
         // Queued but not yet written when the shutdown starts.
         for i in 0..1000 {
-            session.write(format!("{i:>64}")).unwrap();
+            session.send(format!("{i:>64}")).unwrap();
         }
     }
     let shutdown = tokio::spawn({
@@ -52,7 +52,7 @@ async fn shutdown_drains_queued_messages_then_closes_with_1001() {
     disconnected.sort();
     disconnected.dedup();
     assert_eq!(disconnected.len(), 3);
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     // New upgrades are refused.
     assert_eq!(http_request(addr, &upgrade_request("")).await.0, 503);
 }
@@ -61,12 +61,12 @@ async fn shutdown_drains_queued_messages_then_closes_with_1001() {
 async fn sessions_that_do_not_drain_in_time_are_dropped_when_the_drain_ends() {
     let melody = Melody::new();
     let (events, mut log) = events();
-    melody.handle_disconnect(move |_| events.push("disconnect"));
+    melody.on_disconnect(move |_| events.push("disconnect"));
     let addr = spawn_app(&melody).await;
     // A client that never reads nor answers the close.
     let _silent = Raw::connect(addr).await;
     let mut polite = connect(addr).await;
-    eventually(|| melody.len() == 2).await;
+    eventually(|| melody.all().len() == 2).await;
 
     let answer = tokio::spawn(async move {
         // Read until the stream ends: this answers the close like a browser.
@@ -80,7 +80,7 @@ async fn sessions_that_do_not_drain_in_time_are_dropped_when_the_drain_ends() {
         "the drain bounds the wait"
     );
     assert_eq!(log.drain(), ["disconnect", "disconnect"]);
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     answer.await.unwrap();
 }
 

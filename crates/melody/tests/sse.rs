@@ -137,10 +137,10 @@ impl SseClient {
 async fn sse_app(melody: &Melody, resolver: TopicResolver) -> SocketAddr {
     spawn_router(
         Router::new()
-            .route("/events", get(melody.sse_handler(resolver.clone())))
+            .route("/events", get(melody::sse::Sse::attach(&melody).handler(resolver.clone())))
             .route(
                 "/devices/{id}/events",
-                get(melody.sse_handler(TopicResolver::path_segment(1))),
+                get(melody::sse::Sse::attach(&melody).handler(TopicResolver::path_segment(1))),
             )
             .route("/ws", get(melody.handler_with_topic(resolver))),
     )
@@ -158,7 +158,7 @@ async fn an_event_reaches_sse_and_websocket_subscribers_of_the_topic() {
         .await
         .unwrap();
     let mut ws = connect_with(addr, "/ws", &[("x-device-id", "device-42")]).await;
-    eventually(|| melody.topic_len("device-42") == 1 && melody.sse_subscribers("device-42") == 1)
+    eventually(|| melody.topic("device-42").len() == 1 && melody::sse::Sse::attach(&melody).subscribers("device-42") == 1)
         .await;
 
     let event = Event::new("{\"task\":\"cancelled\"}")
@@ -172,7 +172,7 @@ async fn an_event_reaches_sse_and_websocket_subscribers_of_the_topic() {
     assert_eq!(recv_text(&mut ws).await, "{\"task\":\"cancelled\"}");
 
     // A plain publish of text reaches both as well, as a data-only event.
-    assert_eq!(melody.publish("device-42", "plain").unwrap(), 2);
+    assert_eq!(melody.topic("device-42").send("plain").unwrap(), 2);
     assert_eq!(sse.next_event().await, "data: plain\n\n");
     assert_eq!(recv_text(&mut ws).await, "plain");
 
@@ -192,12 +192,12 @@ async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
     });
     let addr = spawn_router(
         Router::new()
-            .route("/q", get(melody.sse_handler(TopicResolver::query("topic"))))
+            .route("/q", get(melody::sse::Sse::attach(&melody).handler(TopicResolver::query("topic"))))
             .route(
                 "/devices/{id}/events",
-                get(melody.sse_handler(TopicResolver::path_segment(1))),
+                get(melody::sse::Sse::attach(&melody).handler(TopicResolver::path_segment(1))),
             )
-            .route("/c", get(melody.sse_handler(custom))),
+            .route("/c", get(melody::sse::Sse::attach(&melody).handler(custom))),
     )
     .await;
 
@@ -211,9 +211,9 @@ async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
         .await
         .unwrap();
     eventually(|| {
-        melody.sse_subscribers("news feed") == 1
-            && melody.sse_subscribers("42") == 1
-            && melody.sse_subscribers("ada@17") == 1
+        melody::sse::Sse::attach(&melody).subscribers("news feed") == 1
+            && melody::sse::Sse::attach(&melody).subscribers("42") == 1
+            && melody::sse::Sse::attach(&melody).subscribers("ada@17") == 1
     })
     .await;
     melody.publish_event("news feed", Event::new("n")).unwrap();
@@ -242,7 +242,7 @@ async fn keep_alive_comments_flow_and_a_gone_client_is_removed() {
     assert_eq!(melody.stats().sse_subscribers, 1);
 
     drop(sse);
-    eventually(|| melody.sse_subscribers("t") == 0).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 0).await;
     assert_eq!(melody.stats().sse_subscribers, 0);
     assert_eq!(melody.publish_event("t", Event::new("nobody")).unwrap(), 0);
 }
@@ -288,7 +288,7 @@ async fn slow_sse_subscribers_follow_the_overflow_policy() {
 #[tokio::test]
 async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
     let melody = Melody::new();
-    melody.handle_auth(|req| {
+    melody.on_auth(|req| {
         let ok = req.headers.contains_key("authorization");
         async move {
             if ok {
@@ -306,9 +306,9 @@ async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
     let mut sse = SseClient::open(addr, "/events?topic=t", "Authorization: yes\r\n")
         .await
         .unwrap();
-    eventually(|| melody.sse_subscribers("t") == 1).await;
+    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
     melody.publish_event("t", Event::new("one")).unwrap();
-    melody.publish("t", "two").unwrap();
+    melody.topic("t").send("two").unwrap();
     assert_eq!(sse.next_event().await, "data: one\n\n");
     assert_eq!(sse.next_event().await, "data: two\n\n");
     let stats = melody.stats();

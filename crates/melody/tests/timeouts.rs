@@ -16,9 +16,9 @@ async fn pings_are_sent_and_pongs_reach_the_pong_handler() {
         .pong_wait(Duration::from_millis(500));
     let melody = Melody::with_config(config);
     let (events, mut log) = events();
-    melody.handle_pong(move |_| events.push("pong"));
+    melody.on_pong(move |_| events.push("pong"));
     let (disconnect, mut disconnects) = common::events();
-    melody.handle_disconnect(move |_| disconnect.push("disconnect"));
+    melody.on_disconnect(move |_| disconnect.push("disconnect"));
     let addr = spawn_app(&melody).await;
 
     let mut client = connect(addr).await;
@@ -41,7 +41,7 @@ async fn pings_are_sent_and_pongs_reach_the_pong_handler() {
     assert_eq!(pings, 15);
     log.wait_for("pong").await;
     assert!(disconnects.drain().is_empty());
-    assert_eq!(melody.len(), 1);
+    assert_eq!(melody.all().len(), 1);
 }
 
 #[tokio::test]
@@ -52,15 +52,15 @@ async fn a_peer_that_never_pongs_is_disconnected_once() {
     let melody = Melody::with_config(config);
     let (events, mut log) = events();
     let (on_error, on_disconnect) = (events.clone(), events.clone());
-    melody.handle_error(move |_, error| on_error.push(error.to_string()));
-    melody.handle_disconnect(move |_| on_disconnect.push("disconnect"));
+    melody.on_error(move |_, error| on_error.push(error.to_string()));
+    melody.on_disconnect(move |_| on_disconnect.push("disconnect"));
     let addr = spawn_app(&melody).await;
 
     // A raw connection reads nothing and so answers no ping.
     let mut raw = Raw::connect(addr).await;
     assert_eq!(log.next().await, "no pong within 100ms");
     assert_eq!(log.next().await, "disconnect");
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
     // The server dropped the connection: reading reaches the end of the stream.
     let mut rest = Vec::new();
     tokio::time::timeout(WAIT, raw.stream.read_to_end(&mut rest))
@@ -78,10 +78,10 @@ async fn a_write_stalled_past_the_write_wait_disconnects_once() {
     let melody = Melody::with_config(config);
     let (events, mut log) = events();
     let (on_error, on_disconnect) = (events.clone(), events.clone());
-    melody.handle_error(move |_, error| on_error.push(error.to_string()));
-    melody.handle_disconnect(move |_| on_disconnect.push("disconnect"));
+    melody.on_error(move |_, error| on_error.push(error.to_string()));
+    melody.on_disconnect(move |_| on_disconnect.push("disconnect"));
     let (sessions_tx, mut sessions) = tokio::sync::mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = sessions_tx.send(s.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -96,7 +96,7 @@ async fn a_write_stalled_past_the_write_wait_disconnects_once() {
     let writer = tokio::spawn(async move {
         // 64 MiB in all, far more than any loopback socket buffer.
         for _ in 0..256 {
-            if session.write_async(big.clone()).await.is_err() {
+            if session.send_async(big.clone()).await.is_err() {
                 break;
             }
         }
@@ -105,5 +105,5 @@ async fn a_write_stalled_past_the_write_wait_disconnects_once() {
     assert_eq!(before, ["write did not complete within 200ms"]);
     tokio::time::timeout(WAIT, writer).await.unwrap().unwrap();
     assert!(log.drain().is_empty(), "disconnect must run exactly once");
-    assert_eq!(melody.len(), 0);
+    assert_eq!(melody.all().len(), 0);
 }

@@ -13,7 +13,7 @@ use melody::{Config, Error, Melody, Session};
 async fn topic_hub(clients: usize) -> (Melody, std::net::SocketAddr, Vec<Client>, Vec<Session>) {
     let melody = Melody::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = tx.send(s.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -43,28 +43,28 @@ async fn join_leave_and_inspect_topics() {
     assert_eq!(s[1].join("room:lobby"), Ok(true));
     assert_eq!(s[1].join("tenant:42"), Ok(true));
 
-    assert_eq!(melody.topic_len("room:lobby"), 2);
+    assert_eq!(melody.topic("room:lobby").len(), 2);
     assert_eq!(melody.topic_count(), 2);
     let mut topics = melody.topics();
     topics.sort();
     assert_eq!(topics, ["room:lobby", "tenant:42"]);
-    let ids: HashSet<_> = melody.member_ids("room:lobby").into_iter().collect();
+    let ids: HashSet<_> = melody.topic("room:lobby").ids().into_iter().collect();
     assert_eq!(ids, HashSet::from([s[0].id(), s[1].id()]));
-    assert_eq!(melody.members("tenant:42"), vec![s[1].clone()]);
+    assert_eq!(melody.topic("tenant:42").sessions(), vec![s[1].clone()]);
     assert!(s[1].is_in("tenant:42"));
     assert!(!s[2].is_in("tenant:42"));
     let mut mine = s[1].topics();
     mine.sort();
     assert_eq!(mine, ["room:lobby", "tenant:42"]);
-    assert!(melody.is_topic_empty("nowhere"));
-    assert!(melody.members("nowhere").is_empty());
+    assert!(melody.topic("nowhere").is_empty());
+    assert!(melody.topic("nowhere").sessions().is_empty());
 
     assert!(s[1].leave("tenant:42"));
     assert!(!s[1].leave("tenant:42"));
-    assert!(melody.is_topic_empty("tenant:42"));
+    assert!(melody.topic("tenant:42").is_empty());
     assert_eq!(melody.topic_count(), 1, "an emptied topic is forgotten");
     assert_eq!(s[0].leave_all(), 1);
-    assert_eq!(melody.topic_len("room:lobby"), 1);
+    assert_eq!(melody.topic("room:lobby").len(), 1);
 }
 
 #[tokio::test]
@@ -73,14 +73,14 @@ async fn publish_reaches_only_the_topic() {
     s[0].join("a").unwrap();
     s[1].join("a").unwrap();
     s[2].join("b").unwrap();
-    assert_eq!(melody.publish("a", "to a").unwrap(), 2);
-    assert_eq!(melody.publish("b", "to b").unwrap(), 1);
-    assert_eq!(melody.publish("nobody", "lost").unwrap(), 0);
+    assert_eq!(melody.topic("a").send("to a").unwrap(), 2);
+    assert_eq!(melody.topic("b").send("to b").unwrap(), 1);
+    assert_eq!(melody.topic("nobody").send("lost").unwrap(), 0);
     assert_eq!(recv_text(&mut c[0]).await, "to a");
     assert_eq!(recv_text(&mut c[1]).await, "to a");
     assert_eq!(recv_text(&mut c[2]).await, "to b");
 
-    assert_eq!(melody.publish_binary("b", vec![1u8, 2]).unwrap(), 1);
+    assert_eq!(melody.topic("b").send(melody::Message::binary(vec![1u8, 2])).unwrap(), 1);
     assert!(recv(&mut c[2]).await.is_binary());
 }
 
@@ -90,8 +90,8 @@ async fn publish_others_skips_the_sender() {
     for session in &s {
         session.join("room").unwrap();
     }
-    assert_eq!(melody.publish_others("room", "from 0", &s[0]).unwrap(), 2);
-    melody.publish("room", "all").unwrap();
+    assert_eq!(melody.topic("room").except(&s[0]).send("from 0").unwrap(), 2);
+    melody.topic("room").send("all").unwrap();
     assert_eq!(recv_text(&mut c[0]).await, "all");
     assert_eq!(recv_text(&mut c[1]).await, "from 0");
     assert_eq!(recv_text(&mut c[2]).await, "from 0");
@@ -101,14 +101,14 @@ async fn publish_others_skips_the_sender() {
 async fn a_disconnected_session_leaves_all_its_topics() {
     let (melody, _addr, mut c, s) = topic_hub(2).await;
     let (events, mut log) = events();
-    melody.handle_disconnect(move |s| events.push(format!("gone, in {:?}", s.topics())));
+    melody.on_disconnect(move |s| events.push(format!("gone, in {:?}", s.topics())));
     s[0].join("x").unwrap();
     s[0].join("y").unwrap();
     s[1].join("x").unwrap();
     drop(c.remove(0));
     assert_eq!(log.next().await, "gone, in []");
-    assert_eq!(melody.member_ids("x"), vec![s[1].id()]);
-    assert!(melody.is_topic_empty("y"));
+    assert_eq!(melody.topic("x").ids(), vec![s[1].id()]);
+    assert!(melody.topic("y").is_empty());
     // A closed session cannot join again.
     assert_eq!(s[0].join("x"), Err(melody::JoinError::Closed));
 }
@@ -116,7 +116,7 @@ async fn a_disconnected_session_leaves_all_its_topics() {
 #[tokio::test]
 async fn send_to_by_id_and_session_lookup() {
     let (melody, _addr, mut c, s) = topic_hub(2).await;
-    melody.send_to(s[1].id(), "direct").unwrap();
+    melody.session(s[1].id()).send("direct").unwrap();
     assert_eq!(recv_text(&mut c[1]).await, "direct");
     assert_eq!(melody.session(s[0].id()).map(|x| x.id()), Some(s[0].id()));
 
@@ -124,9 +124,9 @@ async fn send_to_by_id_and_session_lookup() {
     drop(c.remove(0));
     eventually(|| melody.session(gone).is_none()).await;
     assert!(
-        matches!(melody.send_to(gone, "nobody"), Err(Error::SessionNotFound(id)) if id == gone)
+        matches!(melody.session(gone).send("nobody"), Err(Error::SessionNotFound(id)) if id == gone)
     );
-    assert_eq!(melody.sessions().unwrap().len(), 1);
+    assert_eq!(melody.all().sessions().len(), 1);
 }
 
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn publishing_on_a_closed_hub_fails() {
     let (melody, _addr, _c, s) = topic_hub(1).await;
     s[0].join("t").unwrap();
     melody.close().unwrap();
-    assert!(matches!(melody.publish("t", "late"), Err(Error::Closed)));
+    assert!(matches!(melody.topic("t").send("late"), Err(Error::Closed)));
 }
 
 /// One operation's span on a shared logical clock: it took effect somewhere in `start..end`.
@@ -155,7 +155,7 @@ async fn concurrent_join_leave_publish_is_consistent() {
     const TOPICS: usize = 3;
     let melody = Melody::with_config(Config::default().message_buffer_size(65536));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    melody.handle_connect(move |s| {
+    melody.on_connect(move |s| {
         let _ = tx.send(s.clone());
     });
     let addr = spawn_app(&melody).await;
@@ -208,7 +208,7 @@ async fn concurrent_join_leave_publish_is_consistent() {
                 let seq = p * 1_000_000 + n;
                 let topic = format!("t{}", n % TOPICS as u64);
                 let start = tick(&clock);
-                melody.publish(&topic, format!("{seq}")).unwrap();
+                melody.topic(&topic).send(format!("{seq}")).unwrap();
                 let end = tick(&clock);
                 log.push((seq, topic, Span { start, end }));
                 tokio::task::yield_now().await;
@@ -225,7 +225,7 @@ async fn concurrent_join_leave_publish_is_consistent() {
         publishes.extend(task.await.unwrap());
     }
 
-    melody.broadcast("end").unwrap();
+    melody.all().send("end").unwrap();
     let mut received: Vec<HashSet<u64>> = Vec::new();
     for client in &mut clients {
         let mut seqs = HashSet::new();

@@ -1,0 +1,221 @@
+//! Counters of a hub: sessions, traffic, drops and refusals. Read them with [`Melody::stats`];
+//! with the `metrics` feature the same figures also go to the `metrics` facade
+//! (`core/metrics.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::hub::Melody;
+#[cfg(feature = "metrics")]
+use super::metrics;
+
+/// Why a connection or a session was refused; the names are the `reason` label of
+/// `melody_rejections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Origin,
+    Auth,
+    MaxConnections,
+    RateLimit,
+    FrameRate,
+    TooBig,
+    BadUtf8,
+    Protocol,
+}
+
+impl Reason {
+    pub(crate) const ALL: [Self; 8] = [
+        Self::Origin,
+        Self::Auth,
+        Self::MaxConnections,
+        Self::RateLimit,
+        Self::FrameRate,
+        Self::TooBig,
+        Self::BadUtf8,
+        Self::Protocol,
+    ];
+
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Origin => "origin",
+            Self::Auth => "auth",
+            Self::MaxConnections => "max_connections",
+            Self::RateLimit => "rate_limit",
+            Self::FrameRate => "frame_rate",
+            Self::TooBig => "too_big",
+            Self::BadUtf8 => "bad_utf8",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// The live counters behind [`Stats`].
+pub(crate) struct Counters {
+    connects: AtomicU64,
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
+    dropped: AtomicU64,
+    rejected: [AtomicU64; Reason::ALL.len()],
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        #[cfg(feature = "metrics")]
+        metrics::register();
+        Self {
+            connects: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rejected: Default::default(),
+        }
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connects.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::connected();
+    }
+
+    pub(crate) fn disconnected(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::disconnected();
+    }
+
+    pub(crate) fn received(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::received(bytes);
+    }
+
+    pub(crate) fn sent(&self, messages: usize, bytes: usize) {
+        self.messages_out.fetch_add(messages as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::sent(messages, bytes);
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::dropped();
+    }
+
+    pub(crate) fn rejected(&self, reason: Reason) {
+        tracing::debug!(?reason, "rejected");
+        self.rejected[reason as usize].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::rejected(reason);
+    }
+
+    fn rejections(&self, reason: Reason) -> u64 {
+        self.rejected[reason as usize].load(Relaxed)
+    }
+}
+
+/// A snapshot of a hub's counters, from [`Melody::stats`]. Each field is read on its own, so
+/// the snapshot is not atomic across fields. Plug-ins count their own traffic (SSE events,
+/// cluster deliveries): see their `stats`.
+///
+/// With the `metrics` feature, the same figures go to the [`metrics`](https://docs.rs/metrics)
+/// facade, each series described and present (at zero) from the hub's creation:
+///
+/// | metric | kind | meaning |
+/// |---|---|---|
+/// | `melody_sessions` | gauge | connected sessions |
+/// | `melody_connects_total` | counter | sessions ever connected |
+/// | `melody_messages_received_total` | counter | data messages received |
+/// | `melody_received_bytes_total` | counter | payload bytes received |
+/// | `melody_messages_sent_total` | counter | data messages written and flushed |
+/// | `melody_sent_bytes_total` | counter | payload bytes written and flushed |
+/// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
+/// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
+///
+/// They are process-wide: several hubs in one process add up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Sessions connected now.
+    pub connected: usize,
+    /// Sessions ever connected.
+    pub connects: u64,
+    /// Data messages received.
+    pub messages_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Data messages written and flushed.
+    pub messages_out: u64,
+    /// Payload bytes written and flushed.
+    pub bytes_out: u64,
+    /// Messages dropped because a session's queue was full.
+    pub dropped: u64,
+    /// Refusals, by reason.
+    pub rejections: Rejections,
+}
+
+/// Refusals by reason: upgrades refused (origin, auth, max connections) and sessions closed for
+/// what they sent (rate limits, too big, bad UTF-8, protocol violation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Rejections {
+    /// Upgrades refused by the origin check (403).
+    pub origin: u64,
+    /// Upgrades refused by the auth hook, or because it did not answer in time.
+    pub auth: u64,
+    /// Upgrades and SSE streams refused because the hub was full (503).
+    pub max_connections: u64,
+    /// Sessions closed for exceeding the message rate limit (1008).
+    pub rate_limit: u64,
+    /// Sessions closed for exceeding the frame rate limit (1008).
+    pub frame_rate: u64,
+    /// Sessions closed for a message over the size limit (1009).
+    pub too_big: u64,
+    /// Sessions closed for invalid UTF-8 in a text message (1007).
+    pub bad_utf8: u64,
+    /// Sessions closed for another protocol violation (1002).
+    pub protocol: u64,
+}
+
+impl Melody {
+    /// A snapshot of the hub's counters.
+    ///
+    /// ```
+    /// let melody = melody::Melody::new();
+    /// let stats = melody.stats();
+    /// assert_eq!(stats.connected, 0);
+    /// assert_eq!(stats.rejections.auth, 0);
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let counters = &self.hub.counters;
+        let read = |counter: &AtomicU64| counter.load(Relaxed);
+        Stats {
+            connected: if self.hub.is_closed() {
+                0
+            } else {
+                self.hub.registry.len()
+            },
+            connects: read(&counters.connects),
+            messages_in: read(&counters.messages_in),
+            bytes_in: read(&counters.bytes_in),
+            messages_out: read(&counters.messages_out),
+            bytes_out: read(&counters.bytes_out),
+            dropped: read(&counters.dropped),
+            rejections: Rejections {
+                origin: counters.rejections(Reason::Origin),
+                auth: counters.rejections(Reason::Auth),
+                max_connections: counters.rejections(Reason::MaxConnections),
+                rate_limit: counters.rejections(Reason::RateLimit),
+                frame_rate: counters.rejections(Reason::FrameRate),
+                too_big: counters.rejections(Reason::TooBig),
+                bad_utf8: counters.rejections(Reason::BadUtf8),
+                protocol: counters.rejections(Reason::Protocol),
+            },
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! The per-connection task: one task owns the socket and selects over inbound frames, the
+//! outbox (queued messages, close requests, shutdown aborts) and one liveness timer (pings and
+//! the pong deadline).
+//!
+//! This, `io.rs`, `frames.rs` and `upgrade.rs` are the only files that know the transport.
+
+use std::{
+    any::Any, collections::VecDeque, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin,
+    sync::Arc, task::Poll,
+};
+
+use futures_util::{FutureExt, future::CatchUnwind};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+use http::request::Parts;
+use hyper::upgrade::OnUpgrade;
+use tokio::{
+    sync::Semaphore,
+    time::{Instant, Sleep, sleep_until, timeout},
+};
+use tracing::Instrument;
+
+use bytes::Bytes;
+
+use super::io::{Cursor, Io, Socket};
+use crate::{
+    core::{
+        data::Keys,
+        dispatch::{BoxFuture, Handlers, OnMessage, guarded, panic_error, spawn_guarded},
+        error::Error,
+        hub::Hub,
+        lifecycle::{Slot, TaskGuard},
+        outbox::Wake,
+        session::Session,
+        stats::Reason,
+    },
+    protocol::{
+        close::{CloseCode, CloseFrame},
+        frames::{Control, Inbound, close_payload},
+        message::Message,
+    },
+};
+
+/// Most handler calls of one session running at once under
+/// [`Config::concurrent_message_handling`](crate::Config::concurrent_message_handling).
+pub(crate) const MAX_CONCURRENT_HANDLERS: usize = 64;
+
+/// Most inbound frames handled before their replies are written.
+const READ_AHEAD: usize = 64;
+
+/// How long a closed connection keeps reading what the peer still sends before it is dropped.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Starts the session task for a request that is being upgraded.
+pub(crate) fn spawn(
+    hub: Arc<Hub>,
+    on_upgrade: OnUpgrade,
+    request: Parts,
+    keys: Keys,
+    addrs: (Option<SocketAddr>, Option<SocketAddr>),
+    slot: Slot,
+) {
+    let task_guard = TaskGuard::new(hub.clone());
+    // Built before the task so that the task does not carry the request parts: what an async
+    // block captures keeps its room in the task for the task's whole life.
+    let Keys { values, topics } = keys;
+    let session = Session::new(hub.clone(), hub.next_id(), request, values, addrs);
+    // The topics it starts in are joined now, so the task does not carry their names.
+    for topic in topics {
+        if let Err(error) = session.join(&topic) {
+            tracing::debug!(session = %session.id(), %error, topic, "could not join a topic at upgrade");
+        }
+    }
+    let span = tracing::debug_span!("melody_session", id = session.id().as_u64());
+    let task = async move {
+        // The slot and the task count are released when this task ends, however it ends.
+        let _slot = slot;
+        let _task = task_guard;
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "websocket upgrade did not complete");
+                session.mark_closed();
+                session.leave_all();
+                return;
+            }
+        };
+        let config = &session.hub().config;
+        let socket = Socket::new(
+            Io::new(upgraded),
+            config.max_message_size,
+            config.frame_budget(),
+        );
+        let mut connection = Connection::new(socket, session);
+        connection.run().await;
+    };
+    // Entering a span on every poll shows in profiles even when nothing listens; the session
+    // gets its span only when a subscriber wants it.
+    if span.is_disabled() {
+        tokio::spawn(task);
+    } else {
+        tokio::spawn(task.instrument(span));
+    }
+}
+
+/// How far an inbound frame was handled without waiting.
+enum Step {
+    /// Handled; `Some` ends the session.
+    Done(Option<End>),
+    /// An async handler's future, to be awaited by the session.
+    Await(Arc<Handlers>, BoxFuture),
+}
+
+/// How the active phase of a connection ended, and so what the closing phase does.
+enum End {
+    /// We close: write what is queued, send this frame, wait for the peer's answer.
+    Close(CloseFrame),
+    /// The peer closed (with this code, if any): echo its close frame.
+    Answer(Option<CloseCode>),
+    /// The connection is unusable: drop it.
+    Drop,
+}
+
+struct Connection {
+    socket: Socket,
+    session: Session,
+    /// Messages taken from the outbox, being written.
+    batch: VecDeque<Message>,
+    /// One timer for both liveness duties: it fires at the next ping or at the pong deadline,
+    /// whichever comes first (one timer polled per wake-up instead of two).
+    timer: Pin<Box<Sleep>>,
+    next_ping: Instant,
+    pong_deadline: Instant,
+    /// Boxed: most hubs set no limit, and a session should not carry its room.
+    rate_limit: Option<Box<DefaultDirectRateLimiter>>,
+    /// Handler calls in flight under concurrent message handling; created on the first.
+    in_flight: Option<Arc<Semaphore>>,
+}
+
+impl Connection {
+    fn new(socket: Socket, session: Session) -> Self {
+        let config = &session.hub().config;
+        let now = Instant::now();
+        let next_ping = now + config.effective_ping_period();
+        let pong_deadline = now + config.pong_wait;
+        let timer = Box::pin(sleep_until(next_ping.min(pong_deadline)));
+        let rate_limit = config
+            .rate_limit_quota()
+            .map(|quota| Box::new(RateLimiter::direct(quota)));
+        Self {
+            socket,
+            session,
+            batch: VecDeque::new(),
+            timer,
+            next_ping,
+            pong_deadline,
+            rate_limit,
+            in_flight: None,
+        }
+    }
+
+    /// Serves the session to its end. It borrows the connection: an async fn keeps the values
+    /// it is given in its state twice (the argument and the local), which for a connection
+    /// taken by value cost 400 bytes of every session's task.
+    async fn run(&mut self) {
+        let registered = Registered::new(self.session.clone());
+        let hub = self.session.hub().clone();
+        tracing::debug!(session = %self.session.id(), remote = ?self.session.remote_addr(), "session connected");
+        if hub.is_closed() {
+            // The hub closed while this session was being upgraded.
+            self.session.request_close(hub.lifecycle.close_frame());
+        }
+        let handlers = hub.handlers();
+        let end = match &handlers.connect {
+            Some(connect) => match guarded(|| connect(&self.session)) {
+                Ok(()) => None,
+                Err(end) => Some(self.panicked(&handlers, end)),
+            },
+            None => None,
+        };
+        drop(handlers);
+        let end = match end {
+            Some(end) => end,
+            None => self.active().await,
+        };
+        self.session.mark_closed();
+        // Boxed: the closing phase runs once, and kept inline it would add its size to every
+        // idle session's task.
+        Box::pin(self.close(end)).await;
+        drop(registered);
+    }
+
+    /// Serves the session until it ends. The branches are polled in random order so that a
+    /// steady stream of outbound messages cannot starve reading (and so pongs), nor the reverse.
+    async fn active(&mut self) -> End {
+        let session = self.session.clone();
+        loop {
+            tokio::select! {
+                wake = session.outbox().wait(&mut self.batch) => {
+                    if let Some(end) = self.woken(wake).await {
+                        return end;
+                    }
+                }
+                next = self.socket.next() => {
+                    // Handle every frame that has already arrived, then write all the replies
+                    // with one flush. Replies still go out ahead of a later failure or close:
+                    // the close path writes what is queued before the codec's close frame.
+                    let mut next = next;
+                    for handled in 1.. {
+                        let end = match next {
+                            Some(Ok(item)) => self.inbound(item).await,
+                            Some(Err(error)) => Some(self.failed(error.into())),
+                            // The stream ended without a close frame.
+                            None => Some(self.failed(Error::AbnormalClosure)),
+                        };
+                        if let Some(end) = end {
+                            return end;
+                        }
+                        if handled == READ_AHEAD {
+                            break;
+                        }
+                        match self.socket.next().now_or_never() {
+                            Some(item) => next = item,
+                            None => break,
+                        }
+                    }
+                    let end = match session.outbox().take(&mut self.batch) {
+                        Some(wake) => self.woken(wake).await,
+                        // Pongs go out even when there is nothing else to write.
+                        None if self.socket.has_control() => {
+                            self.write_batch().await.err().map(|error| self.failed(error))
+                        }
+                        None => None,
+                    };
+                    if let Some(end) = end {
+                        return end;
+                    }
+                }
+                () = &mut self.timer => {
+                    if let Some(end) = self.on_timer().await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on what the outbox woke the task for; `Some` ends the session.
+    async fn woken(&mut self, wake: Wake) -> Option<End> {
+        match wake {
+            Wake::Messages => self
+                .write_batch()
+                .await
+                .err()
+                .map(|error| self.failed(error)),
+            Wake::Close(frame) => Some(End::Close(frame)),
+            Wake::Abort => Some(End::Drop),
+        }
+    }
+
+    /// Handles one inbound frame; `Some` ends the session.
+    async fn inbound(&mut self, item: Inbound) -> Option<End> {
+        match self.handle(item) {
+            Step::Done(end) => end,
+            // Only async handlers are awaited here; everything else stays synchronous, which
+            // keeps the session's task small.
+            Step::Await(handlers, future) => self.drive(&handlers, future).await,
+        }
+    }
+
+    /// Handles one inbound frame as far as it can be without waiting.
+    fn handle(&mut self, item: Inbound) -> Step {
+        // A borrowed load (no reference count taken): this runs for every message.
+        let handlers = self.session.hub().handlers();
+        let data_len = match &item {
+            Inbound::Text(text) => Some(text.len()),
+            Inbound::Binary(bytes) => Some(bytes.len()),
+            _ => None,
+        };
+        if data_len.is_some_and(|len| self.over_rate_limit(len)) {
+            return Step::Done(Some(self.failed(Error::RateLimited)));
+        }
+        let end = match item {
+            Inbound::Text(text) => {
+                return match &handlers.text {
+                    Some(handler) => self.dispatch(&handlers, handler, text),
+                    None => Step::Done(None),
+                };
+            }
+            Inbound::Binary(bytes) => {
+                return match &handlers.binary {
+                    Some(handler) => self.dispatch(&handlers, handler, bytes),
+                    None => Step::Done(None),
+                };
+            }
+            Inbound::Ping(payload) => {
+                // Answered with the next write, after the frames that already arrived.
+                self.socket.queue_control(Control::Pong, &payload);
+                None
+            }
+            Inbound::Pong => {
+                // The timer notices the later deadline when it next fires.
+                self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
+                match handlers.pong.as_ref() {
+                    Some(pong) => guarded(|| pong(&self.session))
+                        .err()
+                        .map(|p| self.panicked(&handlers, p)),
+                    None => None,
+                }
+            }
+            Inbound::Close(frame) => {
+                let code = frame.as_ref().map(CloseFrame::code);
+                let frame =
+                    frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS_RECEIVED, ""));
+                if let Some(close) = &handlers.close {
+                    if let Err(panic) = guarded(|| close(&self.session, &frame)) {
+                        handlers.report(&self.session, &panic_error(panic));
+                    }
+                }
+                Some(End::Answer(code))
+            }
+            Inbound::Violation(violation) => Some(self.failed(violation.into())),
+        };
+        Step::Done(end)
+    }
+
+    /// Counts a received data message; whether it is over the rate limit.
+    fn over_rate_limit(&self, len: usize) -> bool {
+        self.session.hub().counters.received(len);
+        self.rate_limit
+            .as_ref()
+            .is_some_and(|limit| limit.check().is_err())
+    }
+
+    /// Runs a message handler: inline, or in its own task under concurrent message handling.
+    fn dispatch<T: Send + 'static>(
+        &mut self,
+        handlers: &Arc<Handlers>,
+        handler: &OnMessage<T>,
+        value: T,
+    ) -> Step {
+        match handler {
+            OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
+                let (f, session) = (f.clone(), self.session.clone());
+                self.spawn_limited(
+                    handlers.clone(),
+                    Box::pin(async move { f(&session, value) }),
+                )
+            }
+            OnMessage::Sync(f) => Step::Done(
+                guarded(|| f(&self.session, value))
+                    .err()
+                    .map(|panic| self.panicked(handlers, panic)),
+            ),
+            OnMessage::Async(f) => {
+                let future = f(self.session.clone(), value);
+                self.spawn_or_await(handlers.clone(), future)
+            }
+        }
+    }
+
+    /// An async handler's future: spawned under concurrent message handling, else to be
+    /// awaited in place.
+    fn spawn_or_await(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
+        if self.session.hub().config.concurrent_message_handling {
+            self.spawn_limited(handlers, future)
+        } else {
+            Step::Await(handlers, future)
+        }
+    }
+
+    /// Spawns a handler call under concurrent message handling. At most
+    /// [`MAX_CONCURRENT_HANDLERS`] of one session run at once; at the limit the session waits
+    /// for one to finish before it reads on, so a client cannot pile up tasks faster than its
+    /// handlers finish (the socket's backpressure reaches the client instead).
+    fn spawn_limited(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
+        let permits = self
+            .in_flight
+            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)))
+            .clone();
+        let session = self.session.clone();
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                spawn_guarded(handlers, session, async move {
+                    future.await;
+                    drop(permit);
+                });
+                Step::Done(None)
+            }
+            Err(_) => {
+                let waiting = handlers.clone();
+                let spawn = Box::pin(async move {
+                    let Ok(permit) = permits.acquire_owned().await else {
+                        return;
+                    };
+                    spawn_guarded(handlers, session, async move {
+                        future.await;
+                        drop(permit);
+                    });
+                });
+                Step::Await(waiting, spawn)
+            }
+        }
+    }
+
+    /// Awaits an async handler while still writing queued messages, sending pings, and watching
+    /// for close requests and the pong deadline, so a handler that waits on its own session
+    /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
+    async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
+        let mut future = AssertUnwindSafe(future).catch_unwind();
+        // Most handlers finish without waiting (their writes find room): skip the machinery.
+        if let Some(result) = (&mut future).now_or_never() {
+            return result.err().map(|panic| self.panicked(handlers, panic));
+        }
+        // Boxed for the same reason as the closing phase: rare, and not to be paid for inline.
+        Box::pin(self.drive_waiting(handlers, future)).await
+    }
+
+    async fn drive_waiting(
+        &mut self,
+        handlers: &Arc<Handlers>,
+        mut future: CatchUnwind<AssertUnwindSafe<BoxFuture>>,
+    ) -> Option<End> {
+        let session = self.session.clone();
+        loop {
+            tokio::select! {
+                result = &mut future => {
+                    return result.err().map(|panic| self.panicked(handlers, panic));
+                }
+                // A close request or a dead peer ends the session now; the handler's future is
+                // dropped (cancelled) rather than awaited, as it may be waiting on this very
+                // session.
+                wake = session.outbox().wait(&mut self.batch) => {
+                    if let Some(end) = self.woken(wake).await {
+                        return Some(end);
+                    }
+                }
+                () = &mut self.timer => {
+                    if let Some(end) = self.on_timer().await {
+                        return Some(end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
+    async fn write_batch(&mut self) -> Result<(), Error> {
+        let write_wait = self.session.hub().config.write_wait;
+        if write_wait.is_zero() {
+            // No time at all to write in: every write times out (Go melody's behaviour with
+            // a zero `WriteWait`), even one the socket would take at once.
+            return Err(Error::WriteTimeout(write_wait));
+        }
+        // Control frames (pongs) go first and whole, so frames never interleave. Most writes
+        // complete at once (the socket buffer has room); only a write that has to wait becomes
+        // a future, with a timer, boxed so that it takes no room in an idle session.
+        let mut cursor = Cursor::default();
+        let written = match self.socket.try_write(&self.batch, &mut cursor) {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => {
+                let rest = self.socket.write_rest(&self.batch, cursor);
+                Box::pin(timeout(write_wait, rest)).await
+            }
+        };
+        match written {
+            Err(_) => return Err(Error::WriteTimeout(write_wait)),
+            Ok(Err(error)) => return Err(error.into()),
+            Ok(Ok(())) => {}
+        }
+        let bytes = self.batch.iter().map(Message::len).sum();
+        self.session.hub().counters.sent(self.batch.len(), bytes);
+        let handlers = self.session.hub().handlers();
+        if handlers.wants_sent() {
+            for message in &self.batch {
+                let sent = if message.is_text() {
+                    &handlers.sent_text
+                } else {
+                    &handlers.sent_binary
+                };
+                if let Some(sent) = sent {
+                    if let Err(panic) = guarded(|| sent(&self.session, message)) {
+                        handlers.report(&self.session, &panic_error(panic));
+                    }
+                }
+            }
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// The liveness timer fired: end a session whose pong is overdue, send a ping when one is
+    /// due, and re-arm for whichever comes next.
+    async fn on_timer(&mut self) -> Option<End> {
+        let config = &self.session.hub().config;
+        let (period, pong_wait) = (config.effective_ping_period(), config.pong_wait);
+        let now = Instant::now();
+        if now >= self.pong_deadline {
+            return Some(self.failed(Error::PongTimeout(pong_wait)));
+        }
+        if now >= self.next_ping {
+            // A ping period without a burst: let go of what the last one grew.
+            self.socket.shrink();
+            self.session.outbox().shrink();
+            if self.batch.is_empty() {
+                self.batch = VecDeque::new();
+            }
+            if let Err(error) = self.send_ping().await {
+                return Some(self.failed(error));
+            }
+            self.next_ping = now + period;
+        }
+        let next = self.next_ping.min(self.pong_deadline);
+        self.timer.as_mut().reset(next);
+        None
+    }
+
+    async fn send_ping(&mut self) -> Result<(), Error> {
+        self.socket.queue_control(Control::Ping, &[]);
+        self.write_batch().await
+    }
+
+    /// Reports an error and decides how the session ends because of it.
+    fn failed(&self, error: Error) -> End {
+        let reason = match &error {
+            Error::MessageTooBig { .. } => Some(Reason::TooBig),
+            Error::InvalidUtf8 => Some(Reason::BadUtf8),
+            Error::Protocol(_) => Some(Reason::Protocol),
+            Error::RateLimited => Some(Reason::RateLimit),
+            Error::FrameRateLimited => Some(Reason::FrameRate),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.session.hub().counters.rejected(reason);
+        }
+        self.session.hub().handlers().report(&self.session, &error);
+        match error.close_code() {
+            // The connection is gone: there is nobody to send a close frame to.
+            Some(CloseCode::ABNORMAL_CLOSURE) | None => End::Drop,
+            // After a violation nothing more is read, so the close does not wait for the peer's.
+            Some(code) => End::Close(CloseFrame::new(code, error.to_string())),
+        }
+    }
+
+    /// Reports a panicking handler and closes the session with 1011.
+    fn panicked(&self, handlers: &Handlers, panic: Box<dyn Any + Send>) -> End {
+        let error = panic_error(panic);
+        handlers.report(&self.session, &error);
+        End::Close(CloseFrame::new(
+            CloseCode::INTERNAL_SERVER_ERR,
+            "internal error",
+        ))
+    }
+
+    /// The closing handshake, bounded by the write wait (or cut short by a shutdown's abort).
+    async fn close(&mut self, end: End) {
+        let write_wait = self.session.hub().config.write_wait;
+        let outbox_session = self.session.clone();
+        let (socket, batch) = (&mut self.socket, &mut self.batch);
+        let closing = async move {
+            if matches!(end, End::Drop) {
+                return Ok(());
+            }
+            // Messages queued before the close go out first, then the close frame.
+            batch.extend(outbox_session.outbox().drain());
+            socket.write(batch).await?;
+            batch.clear();
+            let payload = match &end {
+                End::Close(frame) => close_payload(frame.code(), frame.reason()),
+                End::Answer(Some(code)) => close_payload(*code, ""),
+                _ => Bytes::new(),
+            };
+            socket.queue_control(Control::Close, &payload);
+            socket.write(batch).await?;
+            if matches!(end, End::Close(_)) {
+                // Wait for the peer's close (or the end of the stream), dropping what comes first.
+                while let Some(Ok(item)) = socket.next().await {
+                    if matches!(item, Inbound::Close(_)) {
+                        break;
+                    }
+                }
+            }
+            socket.finish(LINGER).await
+        };
+        let session = self.session.clone();
+        tokio::select! {
+            result = timeout(write_wait, closing) => {
+                if let Ok(Err(error)) = result {
+                    tracing::trace!(session = %session.id(), %error, "closing handshake failed");
+                }
+            }
+            () = aborted(&session) => {}
+        }
+    }
+}
+
+/// Resolves when a shutdown's drain timeout has expired. It must not take from the outbox:
+/// the closing handshake it races still has to write what is queued.
+async fn aborted(session: &Session) {
+    session.outbox().aborted().await;
+}
+
+/// Keeps the session in the registry while it lives; removing it and running the disconnect
+/// handler happen exactly once, even if the task unwinds.
+struct Registered(Session);
+
+impl Registered {
+    fn new(session: Session) -> Self {
+        session.hub().registry.insert(session.clone());
+        session.hub().counters.connected();
+        if session.hub().lifecycle.is_aborting() {
+            // A shutdown's drain has already expired.
+            session.outbox().abort();
+        }
+        Self(session)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let session = &self.0;
+        session.mark_closed();
+        // Out of every topic's members, so nothing reaches it any more; its own list of
+        // topics stays readable in the disconnect handler (presence on leave needs it).
+        session.withdraw();
+        session.hub().registry.remove(session.id());
+        session.hub().counters.disconnected();
+        tracing::debug!(session = %session.id(), "session disconnected");
+        let handlers = session.hub().handlers();
+        if let Some(disconnect) = &handlers.disconnect {
+            if let Err(panic) = guarded(|| disconnect(session)) {
+                handlers.report(session, &panic_error(panic));
+            }
+        }
+        session.forget_topics();
+    }
+}
