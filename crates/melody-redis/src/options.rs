@@ -1,11 +1,11 @@
-//! How a [`RedisBackplane`](crate::RedisBackplane) behaves: namespace, presence heartbeat and
-//! expiry, queue size, reconnect backoff.
+//! How a [`RedisDriver`](crate::RedisDriver) behaves: namespace, presence heartbeat and expiry,
+//! reconnect backoff, timeouts.
 
 use std::time::Duration;
 
 use crate::Error;
 
-/// Options for [`RedisBackplane::connect`](crate::RedisBackplane::connect). The defaults suit a
+/// Options for [`RedisDriver::connect`](crate::RedisDriver::connect). The defaults suit a
 /// cluster on one LAN; every setter returns the options, for chaining.
 ///
 /// ```
@@ -23,7 +23,6 @@ pub struct RedisOptions {
     pub(crate) namespace: String,
     pub(crate) heartbeat: Duration,
     pub(crate) presence_ttl: Duration,
-    pub(crate) queue_capacity: usize,
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
     pub(crate) health_check: Duration,
@@ -36,7 +35,6 @@ impl Default for RedisOptions {
             namespace: "melody".to_owned(),
             heartbeat: Duration::from_secs(1),
             presence_ttl: Duration::from_secs(3),
-            queue_capacity: 16 * 1024,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(1),
             health_check: Duration::from_secs(5),
@@ -69,14 +67,6 @@ impl RedisOptions {
     #[must_use]
     pub fn presence_ttl(mut self, ttl: Duration) -> Self {
         self.presence_ttl = ttl;
-        self
-    }
-
-    /// How many outgoing deliveries may wait for Redis (default 16384). When the queue is full,
-    /// a delivery is dropped and reported, never waited for: publishing never blocks the hub.
-    #[must_use]
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity;
         self
     }
 
@@ -128,9 +118,6 @@ impl RedisOptions {
             return Err(Error::InvalidOptions(
                 "the presence ttl must be longer than a non-zero heartbeat",
             ));
-        }
-        if self.queue_capacity == 0 {
-            return Err(Error::InvalidOptions("the queue capacity is zero"));
         }
         if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
             return Err(Error::InvalidOptions(
@@ -189,7 +176,6 @@ mod tests {
             RedisOptions::default().namespace("a*"),
             RedisOptions::default().namespace("app:topic:x"),
             RedisOptions::default().presence_ttl(Duration::from_millis(500)),
-            RedisOptions::default().queue_capacity(0),
             RedisOptions::default()
                 .reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1)),
         ] {

@@ -1,38 +1,34 @@
-//! The backplane's own counters, beside the hub's `backplane_*` stats.
+//! The driver's own counters, beside the cluster's (`Cluster::stats`).
 
 use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     time::Duration,
 };
 
-/// A snapshot of one [`RedisBackplane`](crate::RedisBackplane)'s counters
-/// ([`RedisBackplane::stats`](crate::RedisBackplane::stats)). The hub counts too
-/// (`Stats::backplane_sent`, `backplane_received`, `backplane_errors`, `backplane_reconnects`):
-/// these add what only the backend sees — queueing, lag, and why a delivery was lost.
+/// A snapshot of one [`RedisDriver`](crate::RedisDriver)'s counters
+/// ([`RedisDriver::stats`](crate::RedisDriver::stats)). The cluster counts too
+/// (`Cluster::stats`: frames sent, received, dropped, errors, reconnects): these add what only
+/// Redis shows — what it accepted, what nobody heard, the publish round trip.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisStats {
-    /// Deliveries Redis accepted (PUBLISH answered).
+    /// Frames Redis accepted (PUBLISH answered).
     pub published: u64,
-    /// Deliveries lost because PUBLISH failed (a broker outage). Each is also reported to the
-    /// hub as a backplane error.
+    /// Frames lost because PUBLISH failed (a broker outage). The cluster reports each batch.
     pub publish_errors: u64,
-    /// Deliveries dropped because the outgoing queue was full (also reported to the hub).
-    pub dropped: u64,
-    /// Deliveries Redis accepted but no subscriber heard, not even this node's own: published
+    /// Frames Redis accepted but no subscriber heard, not even this node's own: published
     /// while every subscription connection was still re-subscribing after a broker restart.
     pub unheard: u64,
-    /// Deliveries received from other nodes and handed to the hub.
+    /// Frames received from the broker (this node's own included, before the cluster skips
+    /// them).
     pub received: u64,
     /// Times the subscription connection was re-established after a loss.
     pub reconnects: u64,
     /// Presence heartbeats that could not be written.
     pub heartbeat_errors: u64,
-    /// Deliveries waiting in the outgoing queue now.
-    pub queued: u64,
-    /// Publish lag of the last batch: from `publish` (queued) to Redis's answer.
+    /// Round trip of the last pipeline of PUBLISHes.
     pub last_publish_lag: Duration,
-    /// The largest publish lag seen.
+    /// The longest round trip seen.
     pub max_publish_lag: Duration,
     /// Whether the subscription connection is up now.
     pub subscribed: bool,
@@ -42,12 +38,10 @@ pub struct RedisStats {
 pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) publish_errors: AtomicU64,
-    pub(crate) dropped: AtomicU64,
     pub(crate) unheard: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) heartbeat_errors: AtomicU64,
-    pub(crate) queued: AtomicU64,
     pub(crate) last_lag_us: AtomicU64,
     pub(crate) max_lag_us: AtomicU64,
     pub(crate) subscribed: AtomicBool,
@@ -68,12 +62,10 @@ impl Counters {
         RedisStats {
             published: self.published.load(Relaxed),
             publish_errors: self.publish_errors.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
             unheard: self.unheard.load(Relaxed),
             received: self.received.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
             heartbeat_errors: self.heartbeat_errors.load(Relaxed),
-            queued: self.queued.load(Relaxed),
             last_publish_lag: Duration::from_micros(self.last_lag_us.load(Relaxed)),
             max_publish_lag: Duration::from_micros(self.max_lag_us.load(Relaxed)),
             subscribed: self.subscribed.load(Relaxed),
