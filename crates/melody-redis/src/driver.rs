@@ -140,7 +140,10 @@ impl RedisDriver {
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::Relaxed);
         self.inner.abort_tasks();
-        self.inner.counters.subscribed.store(false, Ordering::Relaxed);
+        self.inner
+            .counters
+            .subscribed
+            .store(false, Ordering::Relaxed);
     }
 
     /// Leaves the cluster cleanly: [`stop`](Self::stop)s, then deletes this node's presence

@@ -1,6 +1,6 @@
 //! A [Redis](https://redis.io) pub/sub driver for [melody]'s cluster: several hubs, on several
 //! machines, as one — sends to everyone, to a topic or to one session reach the sessions of
-//! every node, and presence ([`Cluster::presence`], [`Cluster::len`], [`Cluster::members`])
+//! every node, and presence ([`Cluster::presence`], [`Cluster::session_count`], [`Cluster::members`])
 //! counts them all.
 //!
 //! ```no_run
@@ -25,7 +25,7 @@
 //!     tokio::spawn(async move { melody::serve(listener, app).await });
 //!
 //!     // Cluster-wide presence, eventually consistent (see below).
-//!     println!("{} sessions in the cluster", cluster.len().await?);
+//!     println!("{} sessions in the cluster", cluster.session_count().await?);
 //!     println!("{:?} {:?}", cluster.stats(), driver.stats());
 //!     Ok(())
 //! }
@@ -99,7 +99,7 @@
 //! [`RedisDriver::close`].
 //!
 //! [`Cluster::presence`]: melody::cluster::Cluster::presence
-//! [`Cluster::len`]: melody::cluster::Cluster::len
+//! [`Cluster::session_count`]: melody::cluster::Cluster::session_count
 //! [`Cluster::members`]: melody::cluster::Cluster::members
 
 mod driver;

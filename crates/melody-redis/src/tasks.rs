@@ -28,7 +28,10 @@ pub(crate) async fn subscribe(
         pubsub.psubscribe(&names.topic_pattern).await?;
         Ok::<_, redis::RedisError>(pubsub)
     };
-    timeout(limit, connect).await.map_err(|_| Error::Timeout)?.map_err(Error::from)
+    timeout(limit, connect)
+        .await
+        .map_err(|_| Error::Timeout)?
+        .map_err(Error::from)
 }
 
 /// Receives what the other nodes publish and hands it to the cluster; reconnects with backoff

@@ -154,7 +154,12 @@ async fn a_broker_restart_costs_a_bounded_gap() {
     let mut probe = 0u32;
     let gap = loop {
         probe += 1;
-        nodes[0].0.melody.all().send(format!("probe {probe}")).unwrap();
+        nodes[0]
+            .0
+            .melody
+            .all()
+            .send(format!("probe {probe}"))
+            .unwrap();
         let got = tokio::time::timeout(Duration::from_millis(50), recv_text(&mut clients[1])).await;
         if let Ok(text) = got {
             assert!(text.starts_with("probe "), "unexpected {text:?}");

@@ -32,37 +32,34 @@ async fn main() -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .map_or(Duration::from_secs(30 * 60), Duration::from_secs);
 
-    let binding = Binding::json(
-        seed_config(),
-        move |mut ch: Channels<Message>| async move {
-            let timer = tokio::time::sleep(deadline);
-            tokio::pin!(timer);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    Some(message) = ch.receiver.recv() => {
-                        // Here we simply echo the message. In your app, collect the senders of
-                        // different clients and do something useful with them.
-                        if ch.sender.send(message).await.is_err() {
-                            break;
-                        }
-                    }
-                    () = &mut timer, if !closing => {
-                        // Close the connection after the deadline no matter what, to show the
-                        // disconnect channel. Any RFC 6455 code will do.
-                        closing = true;
-                        let _ = ch.disconnect.close(CloseCode::NORMAL_CLOSURE, "deadline reached");
-                    }
-                    // The client went away (or our close went through): stop.
-                    () = ch.done.wait() => break,
-                    // A message that is not `{"text": ...}`, a timeout…: reported, not fatal.
-                    Some(error) = ch.errors.recv() => {
-                        eprintln!("session {}: {error}", ch.session.id());
+    let binding = Binding::json(seed_config(), move |mut ch: Channels<Message>| async move {
+        let timer = tokio::time::sleep(deadline);
+        tokio::pin!(timer);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                Some(message) = ch.receiver.recv() => {
+                    // Here we simply echo the message. In your app, collect the senders of
+                    // different clients and do something useful with them.
+                    if ch.sender.send(message).await.is_err() {
+                        break;
                     }
                 }
+                () = &mut timer, if !closing => {
+                    // Close the connection after the deadline no matter what, to show the
+                    // disconnect channel. Any RFC 6455 code will do.
+                    closing = true;
+                    let _ = ch.disconnect.close(CloseCode::NORMAL_CLOSURE, "deadline reached");
+                }
+                // The client went away (or our close went through): stop.
+                () = ch.done.wait() => break,
+                // A message that is not `{"text": ...}`, a timeout…: reported, not fatal.
+                Some(error) = ch.errors.recv() => {
+                    eprintln!("session {}: {error}", ch.session.id());
+                }
             }
-        },
-    );
+        }
+    });
 
     let app = Router::new().route("/", get(binding.handler()));
 

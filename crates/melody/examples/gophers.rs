@@ -58,7 +58,9 @@ async fn main() -> std::io::Result<()> {
             .remove(&session.id());
         let _ = session
             .melody()
-            .all().except(session).send(format!("dis {}", session.id()));
+            .all()
+            .except(session)
+            .send(format!("dis {}", session.id()));
     });
 
     melody.on_text(move |session, text| {
@@ -78,7 +80,9 @@ async fn main() -> std::io::Result<()> {
         }
         let _ = session
             .melody()
-            .all().except(session).send(format!("set {} {x} {y}", session.id()));
+            .all()
+            .except(session)
+            .send(format!("set {} {x} {y}", session.id()));
     });
 
     let app = Router::new()

@@ -39,9 +39,7 @@ async fn main() -> std::io::Result<()> {
             "/channel/{room}/ws",
             get(move |Path(room): Path<String>, req: Request| async move {
                 let keys = Keys::new().with("room", format!("room:{room}"));
-                hub.upgrade_with(req, keys)
-                    .await
-                    .into_response()
+                hub.upgrade_with(req, keys).await.into_response()
             }),
         );
 

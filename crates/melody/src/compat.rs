@@ -62,18 +62,20 @@ pub trait MelodyCompat: sealed::Sealed {
     /// `HandleError`: [`Melody::on_error`].
     fn handle_error(&self, f: impl Fn(&Session, &Error) + Send + Sync + 'static) -> &Melody;
     /// `HandleClose`: [`Melody::on_close`].
-    fn handle_close(&self, f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static)
-    -> &Melody;
+    fn handle_close(&self, f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static) -> &Melody;
     /// `HandlePong`: [`Melody::on_pong`].
     fn handle_pong(&self, f: impl Fn(&Session) + Send + Sync + 'static) -> &Melody;
     /// `HandleRequest`: [`Melody::upgrade`].
-    fn handle_request<B>(&self, req: Request<B>) -> impl Future<Output = UpgradeResponse> + Send;
+    fn handle_request<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<Self, B>;
     /// `HandleRequestWithKeys`: [`Melody::upgrade_with`].
     fn handle_request_with_keys<B>(
         &self,
         req: Request<B>,
         keys: Keys,
-    ) -> impl Future<Output = UpgradeResponse> + Send;
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<Self, B>;
     /// `Broadcast`: `melody.all().send(msg)`.
     ///
     /// # Errors
@@ -237,10 +239,7 @@ impl MelodyCompat for Melody {
         self.on_error(f)
     }
 
-    fn handle_close(
-        &self,
-        f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static,
-    ) -> &Melody {
+    fn handle_close(&self, f: impl Fn(&Session, &CloseFrame) + Send + Sync + 'static) -> &Melody {
         self.on_close(f)
     }
 
@@ -248,7 +247,10 @@ impl MelodyCompat for Melody {
         self.on_pong(f)
     }
 
-    fn handle_request<B>(&self, req: Request<B>) -> impl Future<Output = UpgradeResponse> + Send {
+    fn handle_request<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
         self.upgrade(req)
     }
 
@@ -256,7 +258,7 @@ impl MelodyCompat for Melody {
         &self,
         req: Request<B>,
         keys: Keys,
-    ) -> impl Future<Output = UpgradeResponse> + Send {
+    ) -> impl Future<Output = UpgradeResponse> + Send + use<B> {
         self.upgrade_with(req, keys)
     }
 

@@ -1,4 +1,39 @@
 #![doc = include_str!("../README.md")]
+#![doc = ""]
+// Links to what a feature may leave out: to the item when it is built, to docs.rs otherwise.
+#![cfg_attr(feature = "router", doc = "[`router`]: crate::router")]
+#![cfg_attr(
+    not(feature = "router"),
+    doc = "[`router`]: https://docs.rs/melody-ws/latest/melody/router/index.html"
+)]
+#![cfg_attr(feature = "sse", doc = "[`sse`]: crate::sse")]
+#![cfg_attr(
+    not(feature = "sse"),
+    doc = "[`sse`]: https://docs.rs/melody-ws/latest/melody/sse/index.html"
+)]
+#![cfg_attr(feature = "channels", doc = "[`channels`]: crate::channels")]
+#![cfg_attr(
+    not(feature = "channels"),
+    doc = "[`channels`]: https://docs.rs/melody-ws/latest/melody/channels/index.html"
+)]
+#![cfg_attr(feature = "testing", doc = "[`testing`]: crate::testing")]
+#![cfg_attr(
+    not(feature = "testing"),
+    doc = "[`testing`]: https://docs.rs/melody-ws/latest/melody/testing/index.html"
+)]
+#![cfg_attr(feature = "axum", doc = "[`Melody::handler`]: crate::Melody::handler")]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`Melody::handler`]: https://docs.rs/melody-ws/latest/melody/struct.Melody.html#method.handler"
+)]
+#![cfg_attr(
+    feature = "axum",
+    doc = "[`Melody::handler_with`]: crate::Melody::handler_with"
+)]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[`Melody::handler_with`]: https://docs.rs/melody-ws/latest/melody/struct.Melody.html#method.handler_with"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Layers, each importing only those below it (checked by `../shared/tools/module-graph`):
@@ -20,6 +55,9 @@ pub mod router;
 #[cfg(feature = "sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod transport;
 
 pub use crate::{
@@ -38,7 +76,9 @@ pub use crate::{
         stats::{Rejections, Stats},
     },
     protocol::{
-        close::{CloseCode, CloseFrame, InvalidClosePayload, MAX_CLOSE_REASON_LEN, format_close_message},
+        close::{
+            CloseCode, CloseFrame, InvalidClosePayload, MAX_CLOSE_REASON_LEN, format_close_message,
+        },
         frames::ProtocolError,
         message::{InvalidUtf8, Message, Text},
     },

@@ -184,7 +184,8 @@ impl Melody {
 
     /// Upgrades an HTTP request to a WebSocket session of this hub (Go melody's
     /// `HandleRequest`). Resolves to `101 Switching Protocols`, or the refusal's status (see
-    /// [`UpgradeRejection`]); the session starts once the server has switched protocols.
+    /// [`UpgradeRejection`](crate::UpgradeRejection)); the session starts once the server has
+    /// switched protocols.
     ///
     /// Call it on a request served by hyper with upgrades on (`melody::serve` and axum's
     /// `serve` do that; for hyper use `serve_connection(..).with_upgrades()`). The request body

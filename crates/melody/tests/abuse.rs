@@ -112,7 +112,8 @@ async fn sse_data_cannot_inject_fields() {
         .unwrap();
     eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
     melody
-        .topic("t").send("hello\rid: 666\revent: evil\r\nretry: 1\rdata")
+        .topic("t")
+        .send("hello\rid: 666\revent: evil\r\nretry: 1\rdata")
         .unwrap();
     melody.topic("t").send("end").unwrap();
     let mut received = Vec::new();
@@ -146,7 +147,10 @@ async fn sse_data_cannot_inject_fields() {
 async fn direct_sends_are_opt_in_per_type_and_marked_as_a_peers() {
     let melody = Melody::new();
     melody.on_connect(|session| {
-        let _ = session.send(melody::router::Envelope::encode("welcome", serde_json::json!({ "id": session.id() })).unwrap());
+        let _ = session.send(
+            melody::router::Envelope::encode("welcome", serde_json::json!({ "id": session.id() }))
+                .unwrap(),
+        );
     });
     melody.plug(
         melody::router::Router::new()

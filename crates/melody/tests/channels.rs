@@ -8,7 +8,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use axum::{Router, routing::get};
 use futures_util::SinkExt;
 use melody::{
-    Bytes, CloseCode, Error,
+    Bytes, CloseCode,
     channels::{Binding, ChannelError, Channels, seed_config},
 };
 use serde::{Deserialize, Serialize};
@@ -215,7 +215,7 @@ async fn disconnect_closes_with_the_chosen_code_after_what_was_sent() {
     assert_eq!(log.next().await, "second close: Err(SessionClosed)");
     assert_eq!(
         log.next().await,
-        "reserved: Err(ReservedCloseCode(CloseCode(1006)))"
+        "reserved: Err(ReservedCode(CloseCode(1006)))"
     );
     assert_eq!(log.next().await, "done");
 }

@@ -20,7 +20,11 @@ use std::{
 use axum::{Router, routing::get};
 use common::{Client, connect, events, eventually, recv, send_text};
 use futures_util::{SinkExt, StreamExt};
-use melody::{CheckOrigin, CloseCode, Config, Error, Melody, Session, format_close_message};
+use melody::{
+    CheckOrigin, CloseCode, CloseError, Closed, Config, Error, Melody, Session, TrySendError,
+    compat::{MelodyCompat, SessionCompat},
+    format_close_message,
+};
 use proptest::test_runner::Config as ProptestConfig;
 use tokio::net::TcpListener;
 use tokio_websockets::Message as WsMessage;
@@ -386,7 +390,7 @@ async fn err_closed() {
         // here (MELODY_PARITY.md: invalid close payloads), so a valid payload is used.
         assert!(matches!(
             s.melody().close_with_msg(TEST_MSG.as_bytes()),
-            Err(Error::InvalidClosePayload)
+            Err(CloseError::InvalidPayload)
         ));
         s.melody().close_with_msg(&payload).unwrap();
     });
@@ -403,24 +407,24 @@ async fn err_closed() {
 
     assert!(s.is_closed());
     assert!(melody.is_closed());
-    assert!(matches!(melody.sessions(), Err(Error::Closed)));
-    assert!(matches!(melody.close(), Err(Error::Closed)));
+    assert!(matches!(melody.sessions(), Err(Closed)));
+    assert!(matches!(melody.close(), Err(Closed)));
     assert!(matches!(
         melody.close_with_msg(&close_payload),
-        Err(Error::Closed)
+        Err(CloseError::HubClosed)
     ));
-    assert!(matches!(melody.broadcast(TEST_MSG), Err(Error::Closed)));
+    assert!(matches!(melody.broadcast(TEST_MSG), Err(Closed)));
     assert!(matches!(
         melody.broadcast_binary(TEST_MSG.as_bytes()),
-        Err(Error::Closed)
+        Err(Closed)
     ));
     assert!(matches!(
         melody.broadcast_filter(TEST_MSG, |_| true),
-        Err(Error::Closed)
+        Err(Closed)
     ));
     assert!(matches!(
         melody.broadcast_binary_filter(TEST_MSG.as_bytes(), |_| true),
-        Err(Error::Closed)
+        Err(Closed)
     ));
     // Go: HandleRequest returns ErrClosed. Here the upgrade is refused with 503.
     let (status, _) = common::http_request(addr, &common::upgrade_request("")).await;
@@ -438,7 +442,7 @@ async fn err_session_closed() {
         // As in `err_closed`: Go's raw "test" payload is not a valid close payload here.
         assert!(matches!(
             s.close_with_msg(TEST_MSG.as_bytes()),
-            Err(Error::InvalidClosePayload)
+            Err(CloseError::InvalidPayload)
         ));
         s.close_with_msg(&payload).unwrap();
     });
@@ -456,16 +460,16 @@ async fn err_session_closed() {
     assert!(s.is_closed());
     // Go: ErrSessionClosed from Write and WriteBinary. Here writes to a closed session fail
     // with Error::WriteClosed (MELODY_PARITY.md: errors from writes).
-    assert!(matches!(s.write(TEST_MSG), Err(Error::WriteClosed)));
+    assert!(matches!(s.write(TEST_MSG), Err(TrySendError::Closed(_))));
     assert!(matches!(
         s.write_binary(TEST_MSG.as_bytes()),
-        Err(Error::WriteClosed)
+        Err(TrySendError::Closed(_))
     ));
     assert!(matches!(
         s.close_with_msg(&close_payload),
-        Err(Error::SessionClosed)
+        Err(CloseError::SessionClosed)
     ));
-    assert!(matches!(s.close(), Err(Error::SessionClosed)));
+    assert!(matches!(s.close(), Err(CloseError::SessionClosed)));
     // Go: BroadcastMultiple stops at the closed session with ErrSessionClosed. Here it goes on
     // past it and counts the sessions reached: none (MELODY_PARITY.md: broadcasts).
     assert!(matches!(melody.broadcast_multiple(TEST_MSG, [&s]), Ok(0)));
@@ -642,9 +646,9 @@ async fn concurrent_message_handling_case(concurrent: bool, binary: bool) -> boo
     };
     if binary {
         let handler = handler.clone();
-        melody.handle_message_binary_async(move |_, msg| handler(msg.len()));
+        melody.on_binary_async(move |_, msg| handler(msg.len()));
     } else {
-        melody.handle_message_async(move |_, msg| handler(msg.len()));
+        melody.on_text_async(move |_, msg| handler(msg.len()));
     }
     let error_set = Arc::new(AtomicBool::new(false));
     let flag = error_set.clone();

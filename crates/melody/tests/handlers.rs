@@ -94,10 +94,7 @@ async fn async_handler_can_wait_for_room_in_its_own_queue() {
     let melody = Melody::with_config(Config::default().message_buffer_size(1));
     melody.on_text_async(|session, text| async move {
         for i in 0..3 {
-            session
-                .send_async(format!("{} {i}", &*text))
-                .await
-                .unwrap();
+            session.send_async(format!("{} {i}", &*text)).await.unwrap();
         }
     });
     let addr = spawn_app(&melody).await;

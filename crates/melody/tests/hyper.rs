@@ -43,7 +43,7 @@ async fn plain_hyper_serves_sessions_with_keys_and_addresses() {
     melody.on_connect(move |s| {
         events.push(format!(
             "{} local={} remote={}",
-            s.must_get::<&str>("served_by"),
+            s.must_get::<String>("served_by"),
             s.local_addr().is_some(),
             s.remote_addr().is_some()
         ));

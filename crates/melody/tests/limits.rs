@@ -29,9 +29,7 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
     let melody = authenticated_hub();
     let (events, mut log) = events();
     let on_connect = events.clone();
-    melody.on_connect(move |s| {
-        on_connect.push(format!("hello {}", s.must_get::<String>("user")))
-    });
+    melody.on_connect(move |s| on_connect.push(format!("hello {}", s.must_get::<String>("user"))));
     let addr = spawn_app(&melody).await;
 
     let refused = upgrade_request("").replacen("/ws", "/ws?token=bad", 1);

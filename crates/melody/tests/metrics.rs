@@ -33,8 +33,30 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn counters_are_exported_and_scraped_from_metrics() {
+    // One recorder for the process: this is the only test of this binary.
     let handle = PrometheusBuilder::new().install_recorder().unwrap();
     let melody = Melody::new();
+
+    // A fresh hub: every series is described and present, at zero, before any connection.
+    let fresh = handle.render();
+    for series in [
+        "melody_sessions",
+        "melody_connects_total",
+        "melody_messages_received_total",
+        "melody_received_bytes_total",
+        "melody_messages_sent_total",
+        "melody_sent_bytes_total",
+        "melody_messages_dropped_total",
+        "melody_rejections_total{reason=\"frame_rate\"}",
+    ] {
+        assert_eq!(sample(&fresh, series), Some(0.0), "{series}: {fresh}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            fresh.contains(&format!("# HELP {name} ")),
+            "{name} has no help text: {fresh}"
+        );
+    }
+
     melody.on_text(|s, text| {
         let _ = s.melody().all().send(text);
     });
@@ -64,7 +86,7 @@ async fn counters_are_exported_and_scraped_from_metrics() {
         "{body}"
     );
     assert_eq!(
-        sample(&body, "melody_bytes_received_total"),
+        sample(&body, "melody_received_bytes_total"),
         Some(5.0),
         "{body}"
     );

@@ -18,8 +18,9 @@ use futures_util::SinkExt;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use melody::{
-    CheckOrigin, CloseCode, CloseFrame, Config, Error, Keys, LocalAddr, Melody, OverflowPolicy,
-    RemoteAddr, Session, UpgradeRejection,
+    CheckOrigin, CloseCode, CloseError, Closed, Config, Error, Keys, LocalAddr, Melody,
+    OverflowPolicy, RemoteAddr, Session, TrySendError, UpgradeRejection,
+    compat::{MelodyCompat, SessionCompat},
 };
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_websockets::Message;
@@ -169,7 +170,7 @@ async fn message_buffer_size_is_the_number_of_messages_a_session_holds() {
         let results: Vec<&str> = (0..5)
             .map(|i| match s.write(format!("m{i}")) {
                 Ok(()) => "ok",
-                Err(Error::MessageBufferFull) => "full",
+                Err(TrySendError::Full(_)) => "full",
                 Err(_) => "other",
             })
             .collect();
@@ -355,14 +356,18 @@ async fn local_and_remote_addr_are_the_two_ends_of_the_connection() {
 /// fixes Go's word order ("tried to write to closed a session").
 #[test]
 fn error_values_keep_go_melodys_messages() {
-    assert_eq!(Error::Closed.to_string(), "melody instance is closed");
-    assert_eq!(Error::SessionClosed.to_string(), "session is closed");
+    assert_eq!(Closed.to_string(), "melody instance is closed");
+    assert_eq!(CloseError::SessionClosed.to_string(), "session is closed");
+    assert_eq!(
+        TrySendError::Full(()).to_string(),
+        "session message buffer is full"
+    );
     assert_eq!(
         Error::MessageBufferFull.to_string(),
         "session message buffer is full"
     );
     assert_eq!(
-        Error::WriteClosed.to_string(),
+        TrySendError::Closed(()).to_string(),
         "tried to write to a closed session"
     );
 }
@@ -382,7 +387,7 @@ async fn an_empty_close_payload_sends_an_empty_close_frame_like_go() {
     );
     assert!(matches!(
         session.close_with_msg(&[]),
-        Err(Error::SessionClosed)
+        Err(CloseError::SessionClosed)
     ));
 
     let mut two = Raw::connect(addr).await;
@@ -394,59 +399,60 @@ async fn an_empty_close_payload_sends_an_empty_close_frame_like_go() {
         "no status code on the wire"
     );
     assert!(melody.is_closed());
-    assert!(matches!(melody.close_with_msg(&[]), Err(Error::Closed)));
+    assert!(matches!(
+        melody.close_with_msg(&[]),
+        Err(CloseError::HubClosed)
+    ));
 }
 
-/// Rust only: `close_frame` on a session and on the hub sends a prepared `CloseFrame`, including
+/// Rust only: `close_with` on a session and on the hub sends any sendable code, including
 /// application codes (4000-4999), and refuses codes that cannot be sent.
 #[tokio::test]
-async fn close_frame_sends_a_prepared_frame() {
+async fn close_with_sends_application_codes_and_refuses_reserved_ones() {
     let (melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
     let mut one = connect(addr).await;
     let session = next_session(&mut sessions).await;
     let app_code = CloseCode::new(4000).unwrap();
     assert!(matches!(
-        session.close_frame(CloseFrame::new(CloseCode::ABNORMAL_CLOSURE, "")),
-        Err(Error::ReservedCloseCode(code)) if code == CloseCode::ABNORMAL_CLOSURE
+        session.close_with(CloseCode::ABNORMAL_CLOSURE, ""),
+        Err(CloseError::ReservedCode(code)) if code == CloseCode::ABNORMAL_CLOSURE
     ));
     assert!(!session.is_closed());
-    session
-        .close_frame(CloseFrame::new(app_code, "kicked"))
-        .unwrap();
+    session.close_with(app_code, "kicked").unwrap();
     assert_eq!(recv_close(&mut one).await, (4000, "kicked".to_owned()));
 
     let mut two = connect(addr).await;
     next_session(&mut sessions).await;
     assert!(matches!(
-        melody.close_frame(CloseFrame::new(CloseCode::TLS_HANDSHAKE, "")),
-        Err(Error::ReservedCloseCode(_))
+        melody.close_with(CloseCode::TLS_HANDSHAKE, ""),
+        Err(CloseError::ReservedCode(_))
     ));
     assert!(!melody.is_closed());
     melody
-        .close_frame(CloseFrame::new(CloseCode::SERVICE_RESTART, "deploy"))
+        .close_with(CloseCode::SERVICE_RESTART, "deploy")
         .unwrap();
     assert_eq!(recv_close(&mut two).await, (1012, "deploy".to_owned()));
     assert!(matches!(
-        melody.close_frame(CloseFrame::normal()),
-        Err(Error::Closed)
+        melody.close_with(CloseCode::NORMAL_CLOSURE, ""),
+        Err(CloseError::HubClosed)
     ));
 }
 
-/// Rust only: `handle_message_binary_async` gets binary messages (not text) and is awaited; what
+/// Rust only: `on_binary_async` gets binary messages (not text) and is awaited; what
 /// it writes after an await arrives.
 #[tokio::test]
-async fn handle_message_binary_async_gets_binary_messages() {
+async fn on_binary_async_gets_binary_messages() {
     let melody = Melody::new();
     let (events, mut log) = events();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
-    melody.handle_message_binary_async(move |session, bytes| {
+    melody.on_binary_async(move |session, bytes| {
         let (events, record) = (events.clone(), record.clone());
         async move {
             tokio::task::yield_now().await;
             record.lock().unwrap().push(bytes.to_vec());
             let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
-            session.write_async(reversed).await.unwrap();
+            session.send_async(reversed).await.unwrap();
             events.push(format!("handled {}", bytes.len()));
         }
     });

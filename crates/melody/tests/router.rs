@@ -289,21 +289,36 @@ async fn send_helpers_reach_session_all_topic_and_others() {
     s0.join("room").unwrap();
     s1.join("room").unwrap();
 
-    s2.send(Envelope::encode("only-you", json!({"n": 2})).unwrap()).unwrap();
+    s2.send(Envelope::encode("only-you", json!({"n": 2})).unwrap())
+        .unwrap();
     assert_eq!(
         recv_json(&mut c2).await,
         json!({"type": "only-you", "data": {"n": 2}})
     );
 
-    assert_eq!(hub.melody.all().send(Envelope::encode("all", "hi").unwrap()).unwrap(), 3);
+    assert_eq!(
+        hub.melody
+            .all()
+            .send(Envelope::encode("all", "hi").unwrap())
+            .unwrap(),
+        3
+    );
     for c in [&mut c0, &mut c1, &mut c2] {
         assert_eq!(recv_json(c).await, json!({"type": "all", "data": "hi"}));
     }
 
-    assert_eq!(hub.melody.topic("room").send(Envelope::encode("topic", 1).unwrap()).unwrap(), 2);
     assert_eq!(
         hub.melody
-            .topic("room").except(&s0).send(Envelope::encode("others", 2).unwrap())
+            .topic("room")
+            .send(Envelope::encode("topic", 1).unwrap())
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        hub.melody
+            .topic("room")
+            .except(&s0)
+            .send(Envelope::encode("others", 2).unwrap())
             .unwrap(),
         1
     );

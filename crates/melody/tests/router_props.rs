@@ -7,7 +7,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use melody::{Config, Envelope, Error, Melody, Session};
+use melody::{
+    Config, Error, Melody, Session,
+    router::{Envelope, Router, RouterError},
+};
 use proptest::{
     prelude::*,
     test_runner::{Config as ProptestConfig, TestCaseError, TestRunner},
@@ -147,33 +150,38 @@ async fn probe(client: &mut Client, nonce: u64) -> Vec<Value> {
 fn every_input_is_routed_or_reported_and_the_session_lives_on() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let melody = Melody::with_config(Config::default().max_message_size(1 << 20));
-    melody.allow_direct("dm");
     let errors = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = errors.clone();
     melody.on_error(move |_, error| {
-        log.lock().unwrap().push(match error {
-            Error::MalformedEnvelope(_) => "malformed".to_owned(),
-            Error::HandlerFailed(_) => "failed".to_owned(),
-            other => other.to_string(),
+        let router_error = match error {
+            Error::Handler(source) => source.downcast_ref::<RouterError>(),
+            _ => None,
+        };
+        log.lock().unwrap().push(match router_error {
+            Some(RouterError::Malformed(_)) => "malformed".to_owned(),
+            Some(RouterError::Failed(_)) => "failed".to_owned(),
+            _ => error.to_string(),
         });
     });
-    melody
+    let router = Router::new()
+        .allow_direct("dm")
         .on("probe", |session, envelope| async move {
-            session.send(melody::router::Envelope::encode("probe", envelope.data).unwrap())?;
+            session.send(Envelope::encode("probe", envelope.data)?)?;
             Ok(())
         })
         .on("echo", |session, envelope| async move {
-            session.send(melody::router::Envelope::encode("echoed", envelope.data).unwrap())?;
+            session.send(Envelope::encode("echoed", envelope.data)?)?;
             Ok(())
         })
         .on_data::<Typed, _, _>("typed", |session, typed| async move {
-            session.send(melody::router::Envelope::encode("typed", typed.n).unwrap())?;
+            session.send(Envelope::encode("typed", typed.n)?)?;
             Ok(())
         })
         .on(
             "fail",
             |_, _| async move { Err("failed on purpose".into()) },
         );
+    melody.plug(router);
 
     let (mut clients, sessions): (Vec<Client>, Vec<Session>) = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use axum::{Router, extract::Request, response::IntoResponse, routing::get};
 use common::*;
 use melody::{
-    CloseCode, Config, Error, Keys, Melody, OverflowPolicy, Session, format_close_message,
+    CloseCode, CloseError, Config, DataError, Key, Keys, Melody, OverflowPolicy, Session,
+    TrySendError, compat::SessionCompat, format_close_message,
 };
 
 /// A hub whose connect handler hands each new session to the test.
@@ -42,7 +43,7 @@ async fn write_and_write_binary_from_another_task() {
 
     let writer = session.clone();
     tokio::spawn(async move {
-        writer.write("from a task").unwrap();
+        writer.send("from a task").unwrap();
         writer.send(melody::Message::binary(vec![9u8; 4])).unwrap();
     })
     .await
@@ -80,12 +81,13 @@ async fn close_sends_1000_and_later_writes_fail() {
     assert!(!session.is_closed());
     session.close().unwrap();
     assert!(session.is_closed());
-    assert!(matches!(session.close(), Err(Error::SessionClosed)));
-    assert!(matches!(session.send("too late"), Err(Error::WriteClosed)));
-    assert!(matches!(
-        session.send_async("too late").await,
-        Err(Error::WriteClosed)
-    ));
+    assert!(matches!(session.close(), Err(CloseError::SessionClosed)));
+    // The message that was not sent is handed back.
+    match session.send("too late") {
+        Err(TrySendError::Closed(message)) => assert_eq!(message.as_str(), Some("too late")),
+        other => panic!("{other:?}"),
+    }
+    assert!(session.send_async("too late").await.is_err());
 
     // What was queued before the close is written before the close frame.
     assert_eq!(recv_text(&mut client).await, "last words");
@@ -101,7 +103,7 @@ async fn close_with_code_and_reason() {
 
     assert!(matches!(
         session.close_with(CloseCode::TLS_HANDSHAKE, ""),
-        Err(Error::ReservedCloseCode(_))
+        Err(CloseError::ReservedCode(_))
     ));
     session
         .close_with(CloseCode::POLICY_VIOLATION, "go away")
@@ -117,7 +119,7 @@ async fn close_with_msg_uses_a_formatted_payload() {
 
     assert!(matches!(
         session.close_with_msg(&[1]),
-        Err(Error::InvalidClosePayload)
+        Err(CloseError::InvalidPayload)
     ));
     let payload = format_close_message(CloseCode::UNSUPPORTED_DATA, "text only");
     session.close_with_msg(&payload).unwrap();
@@ -176,6 +178,68 @@ async fn string_keys_set_get_must_get_unset() {
 }
 
 #[tokio::test]
+async fn session_data_cannot_mismatch_silently() {
+    const USER: Key<String> = Key::new("user");
+    const VISITS: Key<u32> = Key::new("visits");
+    let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
+    let _client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    // `&str` and `String` are interchangeable: text is stored as a String.
+    session.set("name", "gopher");
+    assert_eq!(session.get::<String>("name").as_deref(), Some("gopher"));
+    // Typed keys fix the type at compile time.
+    session.set(USER, "ada".to_owned());
+    session.set(VISITS, 7);
+    assert_eq!(session.get(USER).as_deref(), Some("ada"));
+    assert_eq!(session.get(VISITS), Some(7));
+    // A read of the wrong type says what is there.
+    assert_eq!(
+        session.try_get::<u64>("visits"),
+        Err(DataError::WrongType {
+            key: "visits".into(),
+            stored: "u32",
+            requested: "u64",
+        })
+    );
+    assert_eq!(
+        session.try_get::<u32>("nothing"),
+        Err(DataError::Missing {
+            key: "nothing".into()
+        })
+    );
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        session.must_get::<u64>("visits")
+    }))
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("holds a u32, not a u64"), "{message}");
+}
+
+#[tokio::test]
+async fn the_disconnect_handler_still_reads_the_sessions_topics() {
+    let melody = Melody::new();
+    let (events, mut log) = events();
+    melody.on_connect(|session| {
+        session.join("room:a").unwrap();
+        session.join("room:b").unwrap();
+    });
+    let seen = melody.clone();
+    melody.on_disconnect(move |session| {
+        let mut topics = session.topics();
+        topics.sort();
+        // Out of the member lists already: nothing reaches it any more.
+        events.push(format!("{topics:?} members {}", seen.topic("room:a").len()));
+    });
+    let addr = spawn_app(&melody).await;
+    let client = connect(addr).await;
+    eventually(|| melody.topic("room:a").len() == 1).await;
+    drop(client);
+    assert_eq!(log.next().await, r#"["room:a", "room:b"] members 0"#);
+    assert!(melody.topics().is_empty());
+}
+
+#[tokio::test]
 async fn typed_extensions() {
     #[derive(Clone, Debug, PartialEq)]
     struct User(String);
@@ -225,7 +289,7 @@ async fn session_reaches_its_hub() {
     let (melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;
     let _client = connect(addr).await;
     let session = next_session(&mut sessions).await;
-    assert_eq!(session.melody().len(), melody.all().len());
+    assert_eq!(session.melody().all().len(), melody.all().len());
     assert!(format!("{session:?}").contains("Session"));
 }
 
@@ -240,7 +304,7 @@ async fn overflow_drop_policy_keeps_the_session_open() {
     // Fill the queue faster than the task can drain it: a burst from this thread.
     let mut dropped = 0;
     for i in 0..100 {
-        if matches!(session.send(format!("{i}")), Err(Error::MessageBufferFull)) {
+        if matches!(session.send(format!("{i}")), Err(TrySendError::Full(_))) {
             dropped += 1;
         }
     }

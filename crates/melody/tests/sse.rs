@@ -8,8 +8,9 @@ use std::{net::SocketAddr, time::Duration};
 use axum::{Router, routing::get};
 use common::*;
 use melody::{
-    AuthRejection, Config, Keys, Melody, OverflowPolicy,
-    sse::{Event, TopicResolver},
+    AuthRejection, Config, Keys, Melody, OverflowPolicy, UpgradeRejection,
+    http::StatusCode,
+    sse::{Event, Sse, TopicResolver},
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -134,15 +135,40 @@ impl SseClient {
     }
 }
 
+/// The hub's SSE plug-in (attached on first use).
+fn plugin(melody: &Melody) -> Sse {
+    Sse::attach(melody)
+}
+
+/// A WebSocket handler that joins the topic `resolver` names, or refuses with 400.
+fn joining(
+    melody: &Melody,
+    resolver: TopicResolver,
+) -> impl Fn(
+    axum::extract::Request,
+) -> futures_util::future::BoxFuture<'static, axum::response::Response>
++ Clone
++ Send
++ Sync
++ 'static {
+    melody.handler_with(move |req| match resolver.resolve(req) {
+        Some(topic) => Ok(Keys::new().join(topic)),
+        None => Err(UpgradeRejection::Auth(AuthRejection::new(
+            StatusCode::BAD_REQUEST,
+            "the request names no topic",
+        ))),
+    })
+}
+
 async fn sse_app(melody: &Melody, resolver: TopicResolver) -> SocketAddr {
     spawn_router(
         Router::new()
-            .route("/events", get(melody::sse::Sse::attach(&melody).handler(resolver.clone())))
+            .route("/events", get(plugin(melody).handler(resolver.clone())))
             .route(
                 "/devices/{id}/events",
-                get(melody::sse::Sse::attach(&melody).handler(TopicResolver::path_segment(1))),
+                get(plugin(melody).handler(TopicResolver::path_segment(1))),
             )
-            .route("/ws", get(melody.handler_with_topic(resolver))),
+            .route("/ws", get(joining(melody, resolver))),
     )
     .await
 }
@@ -158,13 +184,15 @@ async fn an_event_reaches_sse_and_websocket_subscribers_of_the_topic() {
         .await
         .unwrap();
     let mut ws = connect_with(addr, "/ws", &[("x-device-id", "device-42")]).await;
-    eventually(|| melody.topic("device-42").len() == 1 && melody::sse::Sse::attach(&melody).subscribers("device-42") == 1)
-        .await;
+    eventually(|| {
+        melody.topic("device-42").len() == 1 && plugin(&melody).subscribers("device-42") == 1
+    })
+    .await;
 
     let event = Event::new("{\"task\":\"cancelled\"}")
         .event("task.cancelled")
         .id("1");
-    assert_eq!(melody.publish_event("device-42", event).unwrap(), 2);
+    assert_eq!(plugin(&melody).publish("device-42", event).unwrap(), 2);
     assert_eq!(
         sse.next_event().await,
         "event: task.cancelled\nid: 1\ndata: {\"task\":\"cancelled\"}\n\n"
@@ -177,8 +205,8 @@ async fn an_event_reaches_sse_and_websocket_subscribers_of_the_topic() {
     assert_eq!(recv_text(&mut ws).await, "plain");
 
     // The other topic's subscriber saw nothing of it.
-    melody
-        .publish_event("device-7", Event::new("yours"))
+    plugin(&melody)
+        .publish("device-7", Event::new("yours"))
         .unwrap();
     assert_eq!(other.next_event().await, "data: yours\n\n");
 }
@@ -192,12 +220,15 @@ async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
     });
     let addr = spawn_router(
         Router::new()
-            .route("/q", get(melody::sse::Sse::attach(&melody).handler(TopicResolver::query("topic"))))
+            .route(
+                "/q",
+                get(plugin(&melody).handler(TopicResolver::query("topic"))),
+            )
             .route(
                 "/devices/{id}/events",
-                get(melody::sse::Sse::attach(&melody).handler(TopicResolver::path_segment(1))),
+                get(plugin(&melody).handler(TopicResolver::path_segment(1))),
             )
-            .route("/c", get(melody::sse::Sse::attach(&melody).handler(custom))),
+            .route("/c", get(plugin(&melody).handler(custom))),
     )
     .await;
 
@@ -211,14 +242,16 @@ async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
         .await
         .unwrap();
     eventually(|| {
-        melody::sse::Sse::attach(&melody).subscribers("news feed") == 1
-            && melody::sse::Sse::attach(&melody).subscribers("42") == 1
-            && melody::sse::Sse::attach(&melody).subscribers("ada@17") == 1
+        plugin(&melody).subscribers("news feed") == 1
+            && plugin(&melody).subscribers("42") == 1
+            && plugin(&melody).subscribers("ada@17") == 1
     })
     .await;
-    melody.publish_event("news feed", Event::new("n")).unwrap();
-    melody.publish_event("42", Event::new("p")).unwrap();
-    melody.publish_event("ada@17", Event::new("c")).unwrap();
+    plugin(&melody)
+        .publish("news feed", Event::new("n"))
+        .unwrap();
+    plugin(&melody).publish("42", Event::new("p")).unwrap();
+    plugin(&melody).publish("ada@17", Event::new("c")).unwrap();
     assert_eq!(by_query.next_event().await, "data: n\n\n");
     assert_eq!(by_path.next_event().await, "data: p\n\n");
     assert_eq!(by_custom.next_event().await, "data: c\n\n");
@@ -234,17 +267,21 @@ async fn topics_come_from_query_path_or_a_custom_resolver_with_last_event_id() {
 
 #[tokio::test]
 async fn keep_alive_comments_flow_and_a_gone_client_is_removed() {
-    let melody = Melody::with_config(Config::default().sse_keep_alive(Duration::from_millis(20)));
+    let melody = Melody::new();
+    plugin(&melody).keep_alive(Duration::from_millis(20));
     let addr = sse_app(&melody, TopicResolver::query("topic")).await;
     let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
     assert_eq!(sse.next_block().await, ":\n\n");
     assert_eq!(sse.next_block().await, ":\n\n");
-    assert_eq!(melody.stats().sse_subscribers, 1);
+    assert_eq!(plugin(&melody).stats().subscribers, 1);
 
     drop(sse);
-    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 0).await;
-    assert_eq!(melody.stats().sse_subscribers, 0);
-    assert_eq!(melody.publish_event("t", Event::new("nobody")).unwrap(), 0);
+    eventually(|| plugin(&melody).subscribers("t") == 0).await;
+    assert_eq!(plugin(&melody).stats().subscribers, 0);
+    assert_eq!(
+        plugin(&melody).publish("t", Event::new("nobody")).unwrap(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -253,18 +290,18 @@ async fn slow_sse_subscribers_follow_the_overflow_policy() {
     let dropping = Melody::with_config(Config::default().message_buffer_size(1));
     let addr = sse_app(&dropping, TopicResolver::query("topic")).await;
     let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
-    eventually(|| dropping.sse_subscribers("t") == 1).await;
+    eventually(|| plugin(&dropping).subscribers("t") == 1).await;
     let queued: usize = (0..50)
         .map(|i| {
-            dropping
-                .publish_event("t", Event::new(format!("{i}")))
+            plugin(&dropping)
+                .publish("t", Event::new(format!("{i}")))
                 .unwrap()
         })
         .sum();
     assert!(queued < 50);
-    assert_eq!(dropping.stats().sse_dropped, 50 - queued as u64);
+    assert_eq!(plugin(&dropping).stats().dropped, 50 - queued as u64);
     assert_eq!(sse.next_event().await, "data: 0\n\n");
-    assert_eq!(dropping.sse_subscribers("t"), 1);
+    assert_eq!(plugin(&dropping).subscribers("t"), 1);
 
     // Close policy: the slow subscriber's stream ends after what was queued.
     let closing = Melody::with_config(
@@ -274,13 +311,13 @@ async fn slow_sse_subscribers_follow_the_overflow_policy() {
     );
     let addr = sse_app(&closing, TopicResolver::query("topic")).await;
     let mut sse = SseClient::open(addr, "/events?topic=t", "").await.unwrap();
-    eventually(|| closing.sse_subscribers("t") == 1).await;
+    eventually(|| plugin(&closing).subscribers("t") == 1).await;
     for i in 0..5 {
-        closing
-            .publish_event("t", Event::new(format!("{i}")))
+        plugin(&closing)
+            .publish("t", Event::new(format!("{i}")))
             .unwrap();
     }
-    assert_eq!(closing.sse_subscribers("t"), 0);
+    assert_eq!(plugin(&closing).subscribers("t"), 0);
     assert_eq!(sse.next_event().await, "data: 0\n\n");
     sse.until_end().await;
 }
@@ -306,13 +343,13 @@ async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
     let mut sse = SseClient::open(addr, "/events?topic=t", "Authorization: yes\r\n")
         .await
         .unwrap();
-    eventually(|| melody::sse::Sse::attach(&melody).subscribers("t") == 1).await;
-    melody.publish_event("t", Event::new("one")).unwrap();
+    eventually(|| plugin(&melody).subscribers("t") == 1).await;
+    plugin(&melody).publish("t", Event::new("one")).unwrap();
     melody.topic("t").send("two").unwrap();
     assert_eq!(sse.next_event().await, "data: one\n\n");
     assert_eq!(sse.next_event().await, "data: two\n\n");
+    assert_eq!(plugin(&melody).stats().events, 2);
     let stats = melody.stats();
-    assert_eq!(stats.sse_events, 2);
     assert_eq!(stats.rejections.auth, 1);
     assert_eq!(
         stats.connected, 0,
@@ -320,5 +357,5 @@ async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
     );
 
     melody.close().unwrap();
-    assert!(melody.publish_event("t", Event::new("late")).is_err());
+    assert!(plugin(&melody).publish("t", Event::new("late")).is_err());
 }

@@ -9,18 +9,18 @@ use crate::Message;
 /// How frames map to values of `T`, both ways.
 ///
 /// Implement it to carry your own format (MessagePack, CBOR, a line protocol) and bind it with
-/// [`Binding::with_codec`].
+/// [`Binding::with_codec`](super::Binding::with_codec).
 pub trait Codec<T>: Send + Sync + 'static {
     /// Turns an inbound text or binary message into a value. An error is reported on
-    /// [`Channels::errors`] as [`ChannelError::Decode`]; the connection stays open.
+    /// [`Channels::errors`](super::Channels::errors) as [`ChannelError::Decode`](super::ChannelError::Decode); the connection stays open.
     ///
     /// # Errors
     ///
     /// When the message is not a valid `T`.
     fn decode(&self, message: Message) -> Result<T, BoxError>;
 
-    /// Turns a value given to [`Channels::sender`] into a message to send. An error is
-    /// reported on [`Channels::errors`] as [`ChannelError::Encode`]; nothing is sent.
+    /// Turns a value given to [`Channels::sender`](super::Channels::sender) into a message to send. An error is
+    /// reported on [`Channels::errors`](super::Channels::errors) as [`ChannelError::Encode`](super::ChannelError::Encode); nothing is sent.
     ///
     /// # Errors
     ///

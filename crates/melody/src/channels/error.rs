@@ -3,7 +3,7 @@
 use super::BoxError;
 use crate::{Error, Message};
 
-/// What went wrong on a connection, as delivered on [`Channels::errors`].
+/// What went wrong on a connection, as delivered on [`Channels::errors`](super::Channels::errors).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChannelError {

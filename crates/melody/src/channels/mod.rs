@@ -126,12 +126,12 @@ use http::Request;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::mpsc;
 
+use self::pump::{Shared, State};
 pub use self::{
     codec::{BytesCodec, Codec, JsonCodec, StringCodec},
     error::ChannelError,
     signal::{Disconnect, Done},
 };
-use self::pump::{Shared, State};
 use crate::{Config, Melody, Message, Session, Text, UpgradeResponse};
 
 /// The error a [`Codec`] returns: any error, boxed.
@@ -324,8 +324,12 @@ impl<T: Send + 'static> Binding<T> {
     /// How many messages `receiver` (and errors `errors`) and how many values `sender` hold,
     /// for connections from now on. Default 10 each (the seed's); 0 is raised to 1.
     pub fn buffers(self, send: usize, recv: usize) -> Self {
-        self.shared.send_buffer.store(send.max(1), Ordering::Relaxed);
-        self.shared.recv_buffer.store(recv.max(1), Ordering::Relaxed);
+        self.shared
+            .send_buffer
+            .store(send.max(1), Ordering::Relaxed);
+        self.shared
+            .recv_buffer
+            .store(recv.max(1), Ordering::Relaxed);
         self
     }
 
@@ -382,4 +386,3 @@ impl<T: Send + 'static> Binding<T> {
         self.melody.handler()
     }
 }
-

@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use super::{
-    Channels, ChannelError, Codec,
+    ChannelError, Channels, Codec,
     signal::{Closer, Disconnect, Done, Signal},
 };
 use crate::{CloseCode, Message, Session, protocol::close::CloseFrame};

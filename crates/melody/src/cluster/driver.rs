@@ -89,7 +89,9 @@ impl Link {
     /// how many recipients it reached here; a frame that does not decode is counted and
     /// reported, never a panic.
     pub fn receive(&self, frame: &[u8]) -> usize {
-        self.shared.upgrade().map_or(0, |shared| shared.receive(frame))
+        self.shared
+            .upgrade()
+            .map_or(0, |shared| shared.receive(frame))
     }
 
     /// Reports a failure (a lost connection, a publish that failed): counted, logged, passed to

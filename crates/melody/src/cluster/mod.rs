@@ -9,7 +9,7 @@
 //! use melody::{Melody, cluster::{Cluster, LocalBus}};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let bus = LocalBus::new();
 //! let (node_a, node_b) = (Melody::new(), Melody::new());
 //! let a = Cluster::attach(&node_a, bus.clone())?;
@@ -53,13 +53,13 @@ use std::{
 
 use tokio::sync::mpsc;
 
+use self::stats::ClusterCounters;
 pub use self::{
     driver::{Driver, DriverError, DriverFuture, Link, Outgoing},
     local::LocalBus,
     stats::ClusterStats,
     wire::{DecodeError, Frame, NodeId, NodePresence},
 };
-use self::stats::ClusterCounters;
 use crate::{
     Melody, SessionId,
     core::hub::WeakMelody,
@@ -334,7 +334,7 @@ impl Cluster {
     /// # Errors
     ///
     /// As [`Cluster::presence`].
-    pub async fn len(&self) -> Result<usize, DriverError> {
+    pub async fn session_count(&self) -> Result<usize, DriverError> {
         Ok(self.presence().await?.iter().map(|n| n.sessions).sum())
     }
 

@@ -36,7 +36,10 @@ pub(crate) struct ClusterCounters {
 
 #[cfg(feature = "metrics")]
 const SERIES: [(&str, &str); 5] = [
-    ("melody_cluster_sent_total", "frames queued for the other nodes"),
+    (
+        "melody_cluster_sent_total",
+        "frames queued for the other nodes",
+    ),
     (
         "melody_cluster_received_total",
         "frames received from other nodes",

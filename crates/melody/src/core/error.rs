@@ -55,7 +55,7 @@ pub enum Error {
     #[error("handler panicked: {0}")]
     HandlerPanicked(Arc<str>),
     /// A handler or a plug-in reported an error (the typed router's errors are
-    /// [`router::RouterError`](crate::router::RouterError)s: downcast the source to read them).
+    /// `router::RouterError`s: downcast the source to read them).
     /// The session stays open.
     #[error("handler failed: {0}")]
     Handler(#[source] Arc<dyn std::error::Error + Send + Sync>),

@@ -64,11 +64,13 @@ impl Melody {
     ) -> usize {
         let mut queued = 0;
         let mut full = Vec::new();
-        select(&mut |session: &Session| match session.enqueue(message.clone()) {
-            Ok(()) => queued += 1,
-            Err((PushError::Full, _)) => full.push(session.clone()),
-            Err((PushError::Closed, _)) => {}
-        });
+        select(
+            &mut |session: &Session| match session.enqueue(message.clone()) {
+                Ok(()) => queued += 1,
+                Err((PushError::Full, _)) => full.push(session.clone()),
+                Err((PushError::Closed, _)) => {}
+            },
+        );
         for session in full {
             session.overflowed();
         }

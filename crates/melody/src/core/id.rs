@@ -93,7 +93,6 @@ impl<'de> serde::Deserialize<'de> for SessionId {
     }
 }
 
-
 impl From<&super::session::Session> for SessionId {
     fn from(session: &super::session::Session) -> Self {
         session.id()

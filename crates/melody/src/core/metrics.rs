@@ -40,7 +40,14 @@ pub(crate) fn register() {
         "upgrades refused and sessions closed for what they sent, by reason"
     );
     gauge!(SESSIONS).increment(0.0);
-    for name in [CONNECTS, MESSAGES_IN, BYTES_IN, MESSAGES_OUT, BYTES_OUT, DROPPED] {
+    for name in [
+        CONNECTS,
+        MESSAGES_IN,
+        BYTES_IN,
+        MESSAGES_OUT,
+        BYTES_OUT,
+        DROPPED,
+    ] {
         counter!(name).increment(0);
     }
     for reason in Reason::ALL {

@@ -154,7 +154,11 @@ impl Session {
         if self.is_closed() {
             return Err(SendError(message));
         }
-        self.inner.outbox.push_wait(message).await.map_err(SendError)
+        self.inner
+            .outbox
+            .push_wait(message)
+            .await
+            .map_err(SendError)
     }
 
     /// Closes the session with 1000 Normal Closure. Messages queued before the call are written

@@ -420,9 +420,7 @@ fn check_start(b0: u8, b1: u8) -> Result<(), Violation> {
     }
     match b0 & 0x0F {
         CLOSE | PING | PONG if b0 & 0x80 == 0 => Err(ProtocolError::FragmentedControl.into()),
-        CLOSE | PING | PONG if b1 & 0x7F > 125 => {
-            Err(ProtocolError::ControlTooLong.into())
-        }
+        CLOSE | PING | PONG if b1 & 0x7F > 125 => Err(ProtocolError::ControlTooLong.into()),
         CONTINUATION | TEXT | BINARY | CLOSE | PING | PONG => Ok(()),
         opcode => Err(ProtocolError::UnknownOpcode(opcode).into()),
     }

@@ -203,7 +203,10 @@ fn close_payloads_are_validated() {
         u16::MAX,
     ] {
         let items = close(&code.to_be_bytes());
-        assert!(matches!(violation(&items), Violation::Protocol(_)), "{code}");
+        assert!(
+            matches!(violation(&items), Violation::Protocol(_)),
+            "{code}"
+        );
     }
     for code in [1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
         assert!(

@@ -4,7 +4,7 @@
 use std::{fmt, future::Future, pin::Pin, sync::Arc};
 
 use super::{BoxError, Envelope};
-use crate::{Session, SessionId, SendToError};
+use crate::{SendToError, Session, SessionId};
 
 pub(crate) type RouteFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
 pub(crate) type RouteFn = Arc<dyn Fn(Session, Envelope) -> RouteFuture + Send + Sync>;

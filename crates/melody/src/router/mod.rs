@@ -42,7 +42,7 @@
 //!    and `from`) is **malformed**: the error handler gets [`RouterError::Malformed`], and the
 //!    sender gets `{"type":"error","data":{"reason":"malformed envelope","detail":"…"}}` or, with
 //!    [`Malformed::Close`], is closed with 1003 Unsupported Data "malformed envelope".
-//! 2. The server sets `from` to the sender's id ([`SessionId`]'s decimal form); a `from` sent by
+//! 2. The server sets `from` to the sender's id ([`SessionId`](crate::SessionId)'s decimal form); a `from` sent by
 //!    the client is always overwritten, never trusted.
 //! 3. An envelope with a `target` is a **direct send**, allowed only for the types declared
 //!    with [`Router::allow_direct`] (none by default: a client must not be able to make any
@@ -63,7 +63,7 @@
 //!    [`UnknownType::Reply`].
 //!
 //! An error returned by a handler or a middleware goes to the error handler as
-//! [`RouterError::Failed`] (inside [`Error::Handler`](crate::Error::Handler)); the session stays
+//! [`RouterError::Failed`] (inside [`Error::Handler`]); the session stays
 //! open. A panic closes the session with 1011, as
 //! for every handler.
 //!
@@ -72,7 +72,6 @@
 //! A session's messages are routed one at a time, in arrival order, on the session's task (unless
 //! [`Config::concurrent_message_handling`](crate::Config) is set). A handler that must do long
 //! work should hand it to another task.
-
 
 mod chain;
 mod envelope;
@@ -88,13 +87,13 @@ use std::{
 
 use serde::de::DeserializeOwned;
 
+use self::chain::{Endpoint, MiddlewareFn, RouteFn, reply_error};
 pub use self::{
     chain::Next,
     envelope::{EncodeError, Envelope},
     error::RouterError,
     policy::{Malformed, UnknownType},
 };
-use self::chain::{Endpoint, MiddlewareFn, RouteFn, reply_error};
 use crate::{CloseCode, Error, Melody, Session, Text, plugin::Plugin};
 
 /// The error a route handler or a middleware returns. Any `std::error::Error + Send + Sync`

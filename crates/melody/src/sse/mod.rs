@@ -51,8 +51,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 
-pub use self::{event::Event, resolver::TopicResolver, stats::SseStats};
 use self::stream::{Index, Limits};
+pub use self::{event::Event, resolver::TopicResolver, stats::SseStats};
 use crate::{
     Closed, Melody, UpgradeRejection,
     plugin::{Delivery, Reach, Sink},

@@ -5,8 +5,8 @@
 //! This, `io.rs`, `frames.rs` and `upgrade.rs` are the only files that know the transport.
 
 use std::{
-    any::Any, collections::VecDeque, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin,
-    sync::Arc, task::Poll,
+    any::Any, collections::VecDeque, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
+    task::Poll,
 };
 
 use futures_util::{FutureExt, future::CatchUnwind};

@@ -23,7 +23,7 @@ use crate::core::{
 };
 
 /// The remote address of a connection, for servers that are not axum: insert it into the
-/// request's extensions before calling [`Melody::handle_request`] and it becomes
+/// request's extensions before calling [`Melody::upgrade`](crate::Melody::upgrade) and it becomes
 /// [`Session::remote_addr`](crate::Session::remote_addr).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);

@@ -78,7 +78,11 @@ pub async fn cluster<F: Fixture>(fixture: &F, n: usize) -> Vec<Node> {
 /// A client of `node` that has joined `topic`.
 pub async fn member(node: &Node, topic: &str) -> Client {
     let mut client = connect(node.addr).await;
-    send_text(&mut client, &json!({"type": "join", "data": topic}).to_string()).await;
+    send_text(
+        &mut client,
+        &json!({"type": "join", "data": topic}).to_string(),
+    )
+    .await;
     assert_eq!(
         recv_json(&mut client).await,
         json!({"type": "joined", "data": topic})
@@ -91,11 +95,7 @@ pub async fn recv_json(client: &mut Client) -> Value {
 }
 
 /// Waits (bounded by `WAIT`) until `check` holds for the presence `node` sees.
-pub async fn presence_until(
-    node: &Node,
-    what: &str,
-    check: impl Fn(usize, usize, usize) -> bool,
-) {
+pub async fn presence_until(node: &Node, what: &str, check: impl Fn(usize, usize, usize) -> bool) {
     let outcome = tokio::time::timeout(WAIT, async {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
