@@ -47,6 +47,9 @@ pub mod channels;
 pub mod cluster;
 pub mod compat;
 mod core;
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod melody;
 mod protocol;
 #[cfg(feature = "router")]
