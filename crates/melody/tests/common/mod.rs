@@ -164,7 +164,13 @@ impl Events {
 impl EventLog {
     /// The next event.
     pub async fn next(&mut self) -> String {
-        timeout(WAIT, self.rx.recv())
+        self.next_within(WAIT).await
+    }
+
+    /// The next event, waiting at most `limit` (longer than WAIT for tests on paused time
+    /// whose timers lie minutes ahead).
+    pub async fn next_within(&mut self, limit: Duration) -> String {
+        timeout(limit, self.rx.recv())
             .await
             .expect("no event in time")
             .expect("log closed")
@@ -172,9 +178,14 @@ impl EventLog {
 
     /// Waits for an event equal to `expected`, returning the events seen before it.
     pub async fn wait_for(&mut self, expected: &str) -> Vec<String> {
+        self.wait_for_within(expected, WAIT).await
+    }
+
+    /// Like `wait_for`, each event awaited at most `limit`.
+    pub async fn wait_for_within(&mut self, expected: &str, limit: Duration) -> Vec<String> {
         let mut before = Vec::new();
         loop {
-            let event = self.next().await;
+            let event = self.next_within(limit).await;
             if event == expected {
                 return before;
             }
