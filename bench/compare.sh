@@ -6,10 +6,11 @@
 #   bash bench/compare.sh            # full run, about 15 minutes
 #   QUICK=1 bash bench/compare.sh    # shorter holds and durations, about 6 minutes
 #
-# The memory scenarios (idle, churn) run once per server. The throughput scenarios (fan-out,
-# echo) run in ROUNDS rounds that alternate the servers (melody, floor, melody, floor, ...), and
-# the table shows each server's median round: on a shared or noisy machine the speed drifts
-# over minutes, and alternating keeps that drift out of the ratios.
+# The memory scenarios (idle, churn) run once per server, and topic churn once against
+# melody's `rooms` example. The throughput scenarios (fan-out, echo) run in ROUNDS rounds that
+# alternate the servers (melody, floor, melody, floor, ...), and the table shows each server's
+# median round: on a shared or noisy machine the speed drifts over minutes, and alternating
+# keeps that drift out of the ratios.
 #
 # Environment:
 #   QUICK=1            shorter runs
@@ -69,10 +70,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "building (release)"
 cargo build --release -p melody-bench --bin melody-bench >&2
-cargo build --release -p melody-ws --example chat --example echo >&2
+cargo build --release -p melody-ws --example chat --example echo --example rooms >&2
 BENCH=$ROOT/target/release/melody-bench
 CHAT=$ROOT/target/release/examples/chat
 ECHO=$ROOT/target/release/examples/echo
+ROOMS=$ROOT/target/release/examples/rooms
 
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
@@ -232,6 +234,11 @@ run_round() {
 }
 
 for server in "${SERVERS[@]}"; do run_memory "$server"; done
+# Topic churn: melody only (the floor and Node servers have no topics).
+if start_server melody-rooms "$ROOMS"; then
+    load melody topic-churn / topic-churn --duration "$CHURN_SECS" --pid @PID@
+    stop_server
+fi
 for ROUND in $(seq "$ROUNDS"); do
     for server in "${SERVERS[@]}"; do run_round "$server"; done
 done
@@ -320,7 +327,7 @@ fi
 
 COMMAND="bash bench/compare.sh"
 [[ "$QUICK" == 1 ]] && COMMAND="QUICK=1 $COMMAND"
-NOTES+=("Server pinned with \`taskset -c $SERVER_CPU\`, load generator with \`taskset -c $LOAD_CPU\` (one current-thread runtime). Durations: fan-out publishes for ${FANOUT_SECS} s, fixed-rate fan-out ${RATE_SECS} s, echo ${ECHO_SECS} s, churn ${CHURN_SECS} s, idle holds ${IDLE_CONNS} connections for ${IDLE_HOLD} s.")
+NOTES+=("Server pinned with \`taskset -c $SERVER_CPU\`, load generator with \`taskset -c $LOAD_CPU\` (one current-thread runtime). Durations: fan-out publishes for ${FANOUT_SECS} s, fixed-rate fan-out ${RATE_SECS} s, echo ${ECHO_SECS} s, churn and topic churn ${CHURN_SECS} s, idle holds ${IDLE_CONNS} connections for ${IDLE_HOLD} s.")
 NOTE_ARGS=()
 for n in "${NOTES[@]}"; do NOTE_ARGS+=(--note "$n"); done
 "$BENCH" report --dir "$RESULTS" --out "$OUT" --command "$COMMAND" \

@@ -4,6 +4,7 @@
 //! - [`echo`]: C connections with D messages in flight; messages/s and round-trip latency.
 //! - [`idle`]: N idle connections; the server's RSS per connection.
 //! - [`churn`]: connect/send/receive/close loops; connects/s, errors, the server's RSS.
+//! - [`topics`]: sessions joining and leaving topics, one big room, a mass disconnect.
 //! - [`floor`]: the thinnest broadcast/echo server on tokio-websockets, the reference.
 //! - [`report`]: the markdown table of `docs/BENCHMARKS.md` from the JSON results.
 //!
@@ -18,3 +19,4 @@ pub mod fanout;
 pub mod floor;
 pub mod idle;
 pub mod report;
+pub mod topics;

@@ -1,4 +1,4 @@
-//! `melody-bench`: load generators (fanout, echo, idle, churn) and the floor server.
+//! `melody-bench`: load generators (fanout, echo, idle, churn, topic-churn) and the floor server.
 //!
 //! Each load subcommand prints a human summary to stderr and one JSON object to stdout (or to
 //! `--json FILE`).
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use melody_bench::{churn, common, echo, fanout, floor, idle, report};
+use melody_bench::{churn, common, echo, fanout, floor, idle, report, topics};
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
 /// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
@@ -34,6 +34,8 @@ enum Command {
     Idle(IdleArgs),
     /// Connect/send/receive/close loops.
     Churn(ChurnArgs),
+    /// Sessions joining and leaving topics, one big room, a mass disconnect (`rooms` example).
+    TopicChurn(TopicChurnArgs),
     /// The thinnest broadcast (or echo) server on tokio-websockets.
     FloorServer(FloorArgs),
     /// Write the markdown table of `docs/BENCHMARKS.md` from a directory of JSON results.
@@ -175,6 +177,36 @@ struct ChurnArgs {
 }
 
 #[derive(Debug, Args)]
+struct TopicChurnArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Sessions.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Distinct topics.
+    #[arg(long, default_value_t = 1_000)]
+    topics: usize,
+    /// Topics each session holds while churning.
+    #[arg(long, default_value_t = 4)]
+    held: usize,
+    /// Leave-and-join moves per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Seconds of churn.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Handshakes in flight while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// Bound, in seconds, on each connect, batch and phase.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// The server's process id (for CPU and RSS).
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 struct FloorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000", env = "ADDR")]
@@ -261,6 +293,19 @@ fn main() -> io::Result<()> {
             opts.duration = secs(a.duration);
             opts.pid = a.pid;
             let report = runtime(a.common.threads)?.block_on(churn::run(&opts))?;
+            emit(report.summary(), &report, a.common.json.as_deref())
+        }
+        Command::TopicChurn(a) => {
+            let mut opts = topics::TopicChurnOptions::new(a.common.url.clone());
+            opts.sessions = a.sessions;
+            opts.topics = a.topics;
+            opts.held = a.held;
+            opts.batch = a.batch;
+            opts.duration = secs(a.duration);
+            opts.connect_concurrency = a.connect_concurrency;
+            opts.timeout = secs(a.timeout);
+            opts.pid = a.pid;
+            let report = runtime(a.common.threads)?.block_on(topics::run(&opts))?;
             emit(report.summary(), &report, a.common.json.as_deref())
         }
         Command::WaitQuiet(a) => {

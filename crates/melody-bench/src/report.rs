@@ -37,6 +37,8 @@ enum Unit {
     MiB,
     /// A percentage.
     Percent,
+    /// Seconds, printed as ms below one second.
+    Seconds,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +243,48 @@ const ROWS: &[Row] = &[
         Unit::MiB,
         Better::Lower,
     ),
+    row(
+        "topic-churn",
+        "topic churn 10k sessions × 1k topics: joins+leaves/s",
+        "/ops_per_sec",
+        Unit::Count,
+        Better::Higher,
+    ),
+    row(
+        "topic-churn",
+        "topic churn: 10k sessions join one topic",
+        "/join_all_s",
+        Unit::Seconds,
+        Better::Lower,
+    ),
+    row(
+        "topic-churn",
+        "topic churn: leave+join a 10k-member topic/s",
+        "/lobby_ops_per_sec",
+        Unit::Count,
+        Better::Higher,
+    ),
+    row(
+        "topic-churn",
+        "topic churn: 10k members disconnect at once",
+        "/disconnect_all_s",
+        Unit::Seconds,
+        Better::Lower,
+    ),
+    row(
+        "topic-churn",
+        "topic churn: server RSS, 10k in one topic",
+        "/rss_lobby",
+        Unit::MiB,
+        Better::Lower,
+    ),
+    row(
+        "topic-churn",
+        "topic churn: errors",
+        "/error_count",
+        Unit::Count,
+        Better::Lower,
+    ),
 ];
 
 /// What goes above the table.
@@ -279,6 +323,8 @@ fn format_value(v: f64, unit: Unit) -> String {
         Unit::KiB => format!("{:.1} KiB", v / 1024.0),
         Unit::MiB => format!("{:.1} MiB", v / (1024.0 * 1024.0)),
         Unit::Percent => format!("{v:.0}%"),
+        Unit::Seconds if v < 1.0 => format!("{:.0} ms", v * 1000.0),
+        Unit::Seconds => format!("{v:.2} s"),
     }
 }
 
@@ -320,7 +366,7 @@ pub fn render(dir: &Path, header: &Header) -> String {
     let _ = writeln!(
         md,
         "- Servers: **melody** = `crates/melody/examples/chat.rs` (broadcast) and `echo.rs` \
-         (echo), release build, default config (chat: 512-byte limit, 256-message queue per \
+         (echo) and `rooms.rs` (topic churn; melody only), release build, default config (chat: 512-byte limit, 256-message queue per \
          session, drop on overflow); **floor** = `melody-bench floor-server` (tokio-websockets \
          with a 256-message queue per connection and nothing else); **node ws** = the `ws` npm \
          package, broadcast to `wss.clients` (unbounded buffering, no queue limit).\n"
@@ -336,6 +382,7 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "echo-50x4",
         "idle",
         "churn",
+        "topic-churn",
     ];
     let others: Vec<f64> = SERVERS
         .iter()
@@ -403,6 +450,7 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "echo-1x32",
         "echo-50x4",
         "churn",
+        "topic-churn",
     ] {
         let cells: Vec<String> = SERVERS
             .iter()
@@ -444,6 +492,11 @@ pub fn render(dir: &Path, header: &Header) -> String {
          - **idle**: connections held open (reading, so pings are answered); RSS per \
          connection = (largest RSS during the hold − RSS before) ÷ connections.\n\
          - **churn**: 50 loops of connect → send → receive own message → close handshake.\n\
+         - **topic-churn** (`melody-bench topic-churn` against the `rooms` example): 10,000 \
+         sessions each hold 4 of 1,000 topics and, in batches of 8, leave one and join another \
+         (then `sync`, which checks the server's count); then all join one topic, leave and \
+         rejoin it 8 times while it holds all 10,000, and disconnect at once. A topic that \
+         scans its member list makes the last three quadratic.\n\
          \n\
          Raw JSON of every run: `target/bench-results/` after running the script."
     );
