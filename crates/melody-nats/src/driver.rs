@@ -10,7 +10,8 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{Client, Event, Subscriber, connection::State};
+use async_nats::{Client, Event, Subscriber, client::RequestErrorKind, connection::State};
+use bytes::Bytes;
 use melody::cluster::{Driver, DriverFuture, Link, NodePresence, Outgoing};
 use tokio::{runtime::Handle, sync::mpsc, task::AbortHandle};
 
@@ -81,14 +82,14 @@ impl NatsDriver {
     ///
     /// [`Error::InvalidPrefix`], and when the broker cannot be reached (unless
     /// [`NatsOptions::retry_on_initial_connect`]), [`Error::Connect`], [`Error::Subscribe`] or
-    /// [`Error::Flush`].
+    /// [`Error::RoundTrip`].
     pub async fn connect(url: &str, mut options: NatsOptions) -> Result<Self, Error> {
         let subjects = Subjects::new(&options.prefix)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let client = options.client_options(events_tx).connect(url).await?;
         let subscriber = client.subscribe(subjects.wildcard.clone()).await?;
         if !options.retry_on_initial_connect {
-            client.flush().await?;
+            round_trip(&client).await?;
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -144,6 +145,18 @@ impl NatsDriver {
             shared.counters.published();
         }
         Ok(())
+    }
+}
+
+/// Waits until the server has handled everything this client sent so far (the subscription
+/// above all). `Client::flush` only empties the client's buffer, so ask something only the server
+/// answers: a request on a fresh subject nobody serves, answered with "no responders" once the
+/// server got to it.
+async fn round_trip(client: &Client) -> Result<(), Error> {
+    match client.request(client.new_inbox(), Bytes::new()).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => Ok(()),
+        Err(error) => Err(Error::RoundTrip(error)),
     }
 }
 

@@ -22,9 +22,9 @@ pub enum Error {
     /// Subscribing failed.
     #[error("cannot subscribe: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
-    /// Flushing the connection failed.
-    #[error("cannot flush the NATS connection: {0}")]
-    Flush(#[from] async_nats::client::FlushError),
+    /// The server did not confirm the subscription (a round trip after subscribing failed).
+    #[error("NATS did not confirm the subscription: {0}")]
+    RoundTrip(#[source] async_nats::RequestError),
     /// The client refused a frame (its connection is gone for good): the batch was lost.
     #[error("cannot publish to NATS: {0}")]
     Publish(#[from] async_nats::PublishError),

@@ -5,7 +5,7 @@
 //! same subject prefix, and attaches it to its hub with [`Cluster::attach`]. From then on
 //! `melody.all().send(..)`, `melody.topic(t).send(..)` and `melody.session(id).send(..)` (and
 //! their `except(..)` forms) reach the sessions of every node, and [`Cluster::presence`],
-//! [`Cluster::len`] and [`Cluster::members`] count across the cluster.
+//! [`Cluster::session_count`] and [`Cluster::members`] count across the cluster.
 //!
 //! ```no_run
 //! use melody::{Melody, cluster::Cluster};
@@ -20,7 +20,7 @@
 //! melody.all().send("hello, cluster")?;
 //! melody.topic("room:lobby").send("hello, room")?;
 //! // Counts sessions on every node that answers within the presence timeout.
-//! let everyone = cluster.len().await?;
+//! let everyone = cluster.session_count().await?;
 //! # let _ = everyone;
 //! # Ok(())
 //! # }
@@ -119,7 +119,7 @@
 //! [`Cluster::attach`]: melody::cluster::Cluster::attach
 //! [`Cluster::attach_with`]: melody::cluster::Cluster::attach_with
 //! [`Cluster::presence`]: melody::cluster::Cluster::presence
-//! [`Cluster::len`]: melody::cluster::Cluster::len
+//! [`Cluster::session_count`]: melody::cluster::Cluster::session_count
 //! [`Cluster::members`]: melody::cluster::Cluster::members
 //! [`Cluster::on_error`]: melody::cluster::Cluster::on_error
 //! [`Cluster::stats`]: melody::cluster::Cluster::stats

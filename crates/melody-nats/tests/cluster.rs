@@ -224,7 +224,7 @@ async fn presence_waits_only_for_live_nodes_and_nodes_that_leave_drop_out() {
     assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
     assert_eq!(fixture.drivers()[0].stats().presence_timeouts, timeouts + 1);
     assert_eq!(
-        cluster.len().await.unwrap(),
+        cluster.session_count().await.unwrap(),
         3,
         "node 2's sessions are gone"
     );
@@ -351,7 +351,7 @@ async fn broker_restart_costs_a_bounded_gap_and_delivery_resumes() {
             "{before:?}"
         );
     }
-    assert_eq!(nodes[0].cluster.len().await.unwrap(), 3);
+    assert_eq!(nodes[0].cluster.session_count().await.unwrap(), 3);
     let stats = drivers[1].stats();
     println!(
         "node 1 after the restart: {stats:?} {:?}",
