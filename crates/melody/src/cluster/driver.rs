@@ -50,6 +50,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Starts receiving for one node: from now on, every frame another node publishes goes to
     /// `link.receive(..)`. Called once, when the cluster attaches; spawn the receiving tasks
     /// here and report failures (a lost broker connection) with [`Link::error`].
+    ///
+    /// The subscription must already be active on the broker when the driver is handed to
+    /// [`Cluster::attach`](super::Cluster::attach) (connect and subscribe in the driver's
+    /// constructor, and wait for the broker to confirm): a frame another node publishes right
+    /// after `attach` returns must reach this one. A client-side flush is not a confirmation;
+    /// a round trip to the broker is.
     fn start(&self, link: Link);
 
     /// Sends frames to the other nodes, in order. The cluster awaits one batch at a time, so a
