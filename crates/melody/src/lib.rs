@@ -94,6 +94,31 @@ pub use bytes::Bytes;
 #[doc(no_inline)]
 pub use http;
 
+/// The guides in `docs/` and the project README, compiled as doc tests (`cargo test
+/// --all-features`) so that their snippets cannot drift from the API.
+#[cfg(all(
+    doctest,
+    feature = "router",
+    feature = "sse",
+    feature = "channels",
+    feature = "metrics",
+    feature = "testing"
+))]
+mod guides {
+    #[doc = include_str!("../../../README.md")]
+    struct ProjectReadme;
+    #[doc = include_str!("../../../docs/TOPICS_AND_ROUTING.md")]
+    struct TopicsAndRouting;
+    #[doc = include_str!("../../../docs/SECURITY.md")]
+    struct Security;
+    #[doc = include_str!("../../../docs/MELODY_PARITY.md")]
+    struct MelodyParity;
+    #[doc = include_str!("../../../docs/PERFORMANCE_NOTES.md")]
+    struct PerformanceNotes;
+    #[doc = include_str!("../../../docs/BENCHMARKS.md")]
+    struct Benchmarks;
+}
+
 /// The send path: selections of sessions and the [`Target`](fanout::Target)s they stand for.
 pub mod fanout {
     pub use crate::core::fanout::{Broadcast, Each, Filtered, Reached, Target, ToSession};
