@@ -2,14 +2,14 @@
 //! outbox (queued messages, close requests, shutdown aborts) and one liveness timer (pings and
 //! the pong deadline).
 //!
-//! This, `io.rs`, `frames.rs` and `upgrade.rs` are the only files that know the transport.
+//! What an inbound frame does (handler dispatch, async handlers, the rate limit) is in
+//! `inbound.rs`. The socket itself is `../io.rs`; frames are parsed by `protocol::frames`.
 
-use std::{
-    any::Any, collections::VecDeque, net::SocketAddr, panic::AssertUnwindSafe, pin::Pin, sync::Arc,
-    task::Poll,
-};
+mod inbound;
 
-use futures_util::{FutureExt, future::CatchUnwind};
+use std::{any::Any, collections::VecDeque, net::SocketAddr, pin::Pin, sync::Arc, task::Poll};
+
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
@@ -25,7 +25,7 @@ use super::io::{Cursor, Io, Socket};
 use crate::{
     core::{
         data::Keys,
-        dispatch::{BoxFuture, Handlers, OnMessage, guarded, panic_error, spawn_guarded},
+        dispatch::{BoxFuture, Handlers, guarded, panic_error},
         error::Error,
         hub::Hub,
         lifecycle::{Slot, TaskGuard},
@@ -254,192 +254,6 @@ impl Connection {
                 .map(|error| self.failed(error)),
             Wake::Close(frame) => Some(End::Close(frame)),
             Wake::Abort => Some(End::Drop),
-        }
-    }
-
-    /// Handles one inbound frame; `Some` ends the session.
-    async fn inbound(&mut self, item: Inbound) -> Option<End> {
-        match self.handle(item) {
-            Step::Done(end) => end,
-            // Only async handlers are awaited here; everything else stays synchronous, which
-            // keeps the session's task small.
-            Step::Await(handlers, future) => self.drive(&handlers, future).await,
-        }
-    }
-
-    /// Handles one inbound frame as far as it can be without waiting.
-    fn handle(&mut self, item: Inbound) -> Step {
-        // A borrowed load (no reference count taken): this runs for every message.
-        let handlers = self.session.hub().handlers();
-        let data_len = match &item {
-            Inbound::Text(text) => Some(text.len()),
-            Inbound::Binary(bytes) => Some(bytes.len()),
-            _ => None,
-        };
-        if data_len.is_some_and(|len| self.over_rate_limit(len)) {
-            return Step::Done(Some(self.failed(Error::RateLimited)));
-        }
-        let end = match item {
-            Inbound::Text(text) => {
-                return match &handlers.text {
-                    Some(handler) => self.dispatch(&handlers, handler, text),
-                    None => Step::Done(None),
-                };
-            }
-            Inbound::Binary(bytes) => {
-                return match &handlers.binary {
-                    Some(handler) => self.dispatch(&handlers, handler, bytes),
-                    None => Step::Done(None),
-                };
-            }
-            Inbound::Ping(payload) => {
-                // Answered with the next write, after the frames that already arrived.
-                self.socket.queue_control(Control::Pong, &payload);
-                None
-            }
-            Inbound::Pong => {
-                // The timer notices the later deadline when it next fires.
-                self.pong_deadline = Instant::now() + self.session.hub().config.pong_wait;
-                match handlers.pong.as_ref() {
-                    Some(pong) => guarded(|| pong(&self.session))
-                        .err()
-                        .map(|p| self.panicked(&handlers, p)),
-                    None => None,
-                }
-            }
-            Inbound::Close(frame) => {
-                let code = frame.as_ref().map(CloseFrame::code);
-                let frame =
-                    frame.unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS_RECEIVED, ""));
-                if let Some(close) = &handlers.close {
-                    if let Err(panic) = guarded(|| close(&self.session, &frame)) {
-                        handlers.report(&self.session, &panic_error(panic));
-                    }
-                }
-                Some(End::Answer(code))
-            }
-            Inbound::Violation(violation) => Some(self.failed(violation.into())),
-        };
-        Step::Done(end)
-    }
-
-    /// Counts a received data message; whether it is over the rate limit.
-    fn over_rate_limit(&self, len: usize) -> bool {
-        self.session.hub().counters.received(len);
-        self.rate_limit
-            .as_ref()
-            .is_some_and(|limit| limit.check().is_err())
-    }
-
-    /// Runs a message handler: inline, or in its own task under concurrent message handling.
-    fn dispatch<T: Send + 'static>(
-        &mut self,
-        handlers: &Arc<Handlers>,
-        handler: &OnMessage<T>,
-        value: T,
-    ) -> Step {
-        match handler {
-            OnMessage::Sync(f) if self.session.hub().config.concurrent_message_handling => {
-                let (f, session) = (f.clone(), self.session.clone());
-                self.spawn_limited(
-                    handlers.clone(),
-                    Box::pin(async move { f(&session, value) }),
-                )
-            }
-            OnMessage::Sync(f) => Step::Done(
-                guarded(|| f(&self.session, value))
-                    .err()
-                    .map(|panic| self.panicked(handlers, panic)),
-            ),
-            OnMessage::Async(f) => {
-                let future = f(self.session.clone(), value);
-                self.spawn_or_await(handlers.clone(), future)
-            }
-        }
-    }
-
-    /// An async handler's future: spawned under concurrent message handling, else to be
-    /// awaited in place.
-    fn spawn_or_await(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
-        if self.session.hub().config.concurrent_message_handling {
-            self.spawn_limited(handlers, future)
-        } else {
-            Step::Await(handlers, future)
-        }
-    }
-
-    /// Spawns a handler call under concurrent message handling. At most
-    /// [`MAX_CONCURRENT_HANDLERS`] of one session run at once; at the limit the session waits
-    /// for one to finish before it reads on, so a client cannot pile up tasks faster than its
-    /// handlers finish (the socket's backpressure reaches the client instead).
-    fn spawn_limited(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Step {
-        let permits = self
-            .in_flight
-            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)))
-            .clone();
-        let session = self.session.clone();
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                spawn_guarded(handlers, session, async move {
-                    future.await;
-                    drop(permit);
-                });
-                Step::Done(None)
-            }
-            Err(_) => {
-                let waiting = handlers.clone();
-                let spawn = Box::pin(async move {
-                    let Ok(permit) = permits.acquire_owned().await else {
-                        return;
-                    };
-                    spawn_guarded(handlers, session, async move {
-                        future.await;
-                        drop(permit);
-                    });
-                });
-                Step::Await(waiting, spawn)
-            }
-        }
-    }
-
-    /// Awaits an async handler while still writing queued messages, sending pings, and watching
-    /// for close requests and the pong deadline, so a handler that waits on its own session
-    /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
-    async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
-        let mut future = AssertUnwindSafe(future).catch_unwind();
-        // Most handlers finish without waiting (their writes find room): skip the machinery.
-        if let Some(result) = (&mut future).now_or_never() {
-            return result.err().map(|panic| self.panicked(handlers, panic));
-        }
-        // Boxed for the same reason as the closing phase: rare, and not to be paid for inline.
-        Box::pin(self.drive_waiting(handlers, future)).await
-    }
-
-    async fn drive_waiting(
-        &mut self,
-        handlers: &Arc<Handlers>,
-        mut future: CatchUnwind<AssertUnwindSafe<BoxFuture>>,
-    ) -> Option<End> {
-        let session = self.session.clone();
-        loop {
-            tokio::select! {
-                result = &mut future => {
-                    return result.err().map(|panic| self.panicked(handlers, panic));
-                }
-                // A close request or a dead peer ends the session now; the handler's future is
-                // dropped (cancelled) rather than awaited, as it may be waiting on this very
-                // session.
-                wake = session.outbox().wait(&mut self.batch) => {
-                    if let Some(end) = self.woken(wake).await {
-                        return Some(end);
-                    }
-                }
-                () = &mut self.timer => {
-                    if let Some(end) = self.on_timer().await {
-                        return Some(end);
-                    }
-                }
-            }
         }
     }
 

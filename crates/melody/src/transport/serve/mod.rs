@@ -47,7 +47,6 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -55,11 +54,13 @@ use http::{Request, Response};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
-    time::{Instant, Sleep},
 };
+
+mod stream;
+
+pub(crate) use stream::ServeStream;
 
 use super::handshake::{LocalAddr, RemoteAddr};
 
@@ -389,102 +390,6 @@ where
     }
 }
 
-/// An accepted TCP stream whose writes may not stall for longer than the write timeout.
-///
-/// A session upgraded from it takes the TCP stream back out ([`ServeStream::into_tcp`]): its
-/// own write wait applies from then on.
-#[derive(Debug)]
-pub(crate) struct ServeStream {
-    tcp: TcpStream,
-    write_timeout: Duration,
-    /// Armed when a write could not make progress; allocated the first time that happens.
-    stall: Option<Pin<Box<Sleep>>>,
-    stalled: bool,
-}
-
-impl ServeStream {
-    fn new(tcp: TcpStream, write_timeout: Duration) -> Self {
-        Self {
-            tcp,
-            write_timeout,
-            stall: None,
-            stalled: false,
-        }
-    }
-
-    pub(crate) fn into_tcp(self) -> TcpStream {
-        self.tcp
-    }
-
-    /// Passes a write's result through, failing it when it has been pending for too long.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.stalled = false;
-            return poll;
-        }
-        let deadline = Instant::now() + self.write_timeout;
-        let stall = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.stalled {
-            self.stalled = true;
-            stall.as_mut().reset(deadline);
-        }
-        ready!(stall.as_mut().poll(cx));
-        self.stalled = false;
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the peer stopped reading: no write progress within the write timeout",
-        )))
-    }
-}
-
-impl AsyncRead for ServeStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ServeStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        this.watch(cx, poll)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        this.watch(cx, poll)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.tcp).poll_flush(cx);
-        this.watch(cx, poll)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,24 +416,5 @@ mod tests {
             ..Limits::default()
         };
         assert!(!prepare(server, &limits).inner().tcp.nodelay().unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_write_that_makes_no_progress_times_out() {
-        use tokio::io::AsyncWriteExt;
-        let (server, _client) = pair().await;
-        let mut stream = ServeStream::new(server, Duration::from_millis(100));
-        // The client never reads: the socket buffers fill, then the write stalls.
-        let chunk = vec![0u8; 64 * 1024];
-        let error = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Err(error) = stream.write_all(&chunk).await {
-                    return error;
-                }
-            }
-        })
-        .await
-        .expect("the stalled write never timed out");
-        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 }
