@@ -117,6 +117,8 @@ mod guides {
     struct PerformanceNotes;
     #[doc = include_str!("../../../docs/BENCHMARKS.md")]
     struct Benchmarks;
+    #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
+    struct Architecture;
 }
 
 /// The send path: selections of sessions and the [`Target`](fanout::Target)s they stand for.
