@@ -1,4 +1,4 @@
-//! The chat served without axum: `Melody::handle_request` takes an `http::Request` and returns
+//! The chat served without axum: `Melody::upgrade` takes an `http::Request` and returns
 //! the `101` (or refusal) response, and `melody::serve` runs hyper with the limits a public
 //! server needs (header timeout, a cap on unfinished handshakes, accept errors survived).
 //!
@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`). Each session gets a `visitor` key at upgrade
-//! (Go melody's `HandleRequestWithKeys`); `melody::serve` gives every request the peer's
+//! (`Melody::upgrade_with`, Go melody's `HandleRequestWithKeys`); `melody::serve` gives every request the peer's
 //! address, which the session reports as `remote_addr`.
 
 use std::{

@@ -3,7 +3,7 @@
 //! query string, a per-session rate limit, and `/stats` (JSON) and `/metrics` (Prometheus).
 //!
 //! ```sh
-//! cargo run --release --features metrics --example typed   # then open the printed URL
+//! cargo run --release --features router,metrics --example typed   # then open the printed URL
 //! ```
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`). The `?token=` is the user name: 1 to 32

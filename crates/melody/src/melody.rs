@@ -316,7 +316,7 @@ impl Melody {
     /// # Errors
     ///
     /// [`CloseError::HubClosed`] when the hub was already closed; [`CloseError::ReservedCode`]
-    /// for a code that cannot be sent.
+    /// for a code that may not be sent ([`CloseCode::may_be_sent`]).
     pub fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         self.close_frame(CloseFrame::new(code, reason))
     }

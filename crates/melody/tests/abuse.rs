@@ -327,6 +327,23 @@ async fn oversized_request_heads_are_refused_with_431() {
     assert_eq!(status, 101);
 }
 
+// `melody::serve` bounds every request head, upgrade or not, at 16 KiB by default.
+#[tokio::test]
+async fn serve_refuses_request_heads_over_its_header_limit_with_431() {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let addr = spawn_served(app, |serve| serve).await;
+    let head = |bytes: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(bytes)
+        )
+    };
+    let (status, _) = http_request(addr, &head(20 * 1024)).await;
+    assert_eq!(status, 431);
+    let (status, _) = http_request(addr, &head(12 * 1024)).await;
+    assert_eq!(status, 200);
+}
+
 // Finding 7: or only the headers the application asks for.
 #[tokio::test]
 async fn only_the_kept_headers_stay_on_the_session() {

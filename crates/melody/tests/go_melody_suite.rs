@@ -459,7 +459,8 @@ async fn err_session_closed() {
 
     assert!(s.is_closed());
     // Go: ErrSessionClosed from Write and WriteBinary. Here writes to a closed session fail
-    // with Error::WriteClosed (MELODY_PARITY.md: errors from writes).
+    // with `TrySendError::Closed`, which hands the message back (MELODY_PARITY.md: errors
+    // from writes).
     assert!(matches!(s.write(TEST_MSG), Err(TrySendError::Closed(_))));
     assert!(matches!(
         s.write_binary(TEST_MSG.as_bytes()),

@@ -101,10 +101,19 @@ async fn close_with_code_and_reason() {
     let mut client = connect(addr).await;
     let session = next_session(&mut sessions).await;
 
-    assert!(matches!(
-        session.close_with(CloseCode::TLS_HANDSHAKE, ""),
-        Err(CloseError::ReservedCode(_))
-    ));
+    // Codes a close frame may not carry are refused, not sent as something else.
+    for code in [1004, 1005, 1006, 1015, 1016, 2000, 2999] {
+        let code = CloseCode::new(code).unwrap();
+        assert!(
+            matches!(session.close_with(code, "why"), Err(CloseError::ReservedCode(c)) if c == code),
+            "{code:?} was not refused"
+        );
+        assert!(!code.may_be_sent());
+    }
+    assert!(
+        !session.is_closed(),
+        "a refused close leaves the session open"
+    );
     session
         .close_with(CloseCode::POLICY_VIOLATION, "go away")
         .unwrap();

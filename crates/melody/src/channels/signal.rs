@@ -93,9 +93,7 @@ pub(crate) struct Closer {
 
 impl Closer {
     pub(crate) fn close(&self, frame: CloseFrame) -> Result<(), CloseError> {
-        if frame.code().is_reserved() && frame.code() != CloseCode::NO_STATUS_RECEIVED {
-            return Err(CloseError::ReservedCode(frame.code()));
-        }
+        let frame = frame.sendable().map_err(CloseError::ReservedCode)?;
         if self.session.is_closed() || !self.closing.fire() {
             return Err(CloseError::SessionClosed);
         }
@@ -113,8 +111,9 @@ impl Disconnect {
     ///
     /// # Errors
     ///
-    /// [`CloseError::ReservedCode`] for 1004, 1006 or 1015 (1005 sends a close frame without a
-    /// code); [`CloseError::SessionClosed`] when the connection is already closed or closing.
+    /// [`CloseError::ReservedCode`] for a code that may not be sent
+    /// ([`CloseCode::may_be_sent`]; 1005 without a reason sends a close frame without a code);
+    /// [`CloseError::SessionClosed`] when the connection is already closed or closing.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         self.0.close(CloseFrame::new(code, reason))
     }

@@ -225,7 +225,9 @@ pub enum CloseError {
     /// The hub was already closed (Go melody's `ErrClosed`).
     #[error("melody instance is closed")]
     HubClosed,
-    /// 1004, 1005, 1006 and 1015 are reported locally only, never sent.
+    /// The code may not be sent in a close frame: 1004, 1005 (with a reason), 1006 and 1015 are
+    /// only reported locally, 1016–2999 are kept for future standards
+    /// ([`CloseCode::may_be_sent`]).
     #[error("close code {0} cannot be sent in a close frame")]
     ReservedCode(CloseCode),
     /// A raw close payload that is not a code followed by UTF-8 text.

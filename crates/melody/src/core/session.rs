@@ -175,8 +175,9 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`CloseError::ReservedCode`] for 1004, 1005, 1006 or 1015; [`CloseError::SessionClosed`]
-    /// when the session was already closed.
+    /// [`CloseError::ReservedCode`] for a code that may not be sent
+    /// ([`CloseCode::may_be_sent`]: 1004, 1005 with a reason, 1006, 1015, 1016–2999);
+    /// [`CloseError::SessionClosed`] when the session was already closed.
     pub fn close_with(&self, code: CloseCode, reason: &str) -> Result<(), CloseError> {
         self.close_frame(CloseFrame::new(code, reason))
     }

@@ -67,6 +67,15 @@ impl CloseCode {
         matches!(self.0, 1004 | 1005 | 1006 | 1015)
     }
 
+    /// Whether a close frame may carry the code: the registered codes that are not only
+    /// reported locally (1000–1003, 1007–1014) and the ranges for libraries and applications
+    /// (3000–4999). 1016–2999 are kept for future standards, and a peer treats them as a
+    /// protocol error.
+    #[must_use]
+    pub const fn may_be_sent(self) -> bool {
+        matches!(self.0, 1000..=1015 | 3000..=4999) && !self.is_reserved()
+    }
+
     /// The number.
     #[must_use]
     pub const fn as_u16(self) -> u16 {
@@ -164,13 +173,16 @@ impl CloseFrame {
         }
     }
 
-    /// The frame if it may be sent: 1004, 1006 and 1015 are only ever reported locally (1005
-    /// stands for an empty close payload); otherwise the code that may not travel.
+    /// The frame if it may be sent ([`CloseCode::may_be_sent`]), or 1005 without a reason,
+    /// which stands for an empty close payload (Go melody's `CloseWithMsg(nil)`); otherwise the
+    /// code that may not travel.
     pub(crate) fn sendable(self) -> Result<Self, CloseCode> {
-        if self.code.is_reserved() && self.code != CloseCode::NO_STATUS_RECEIVED {
-            return Err(self.code);
+        let empty = self.code == CloseCode::NO_STATUS_RECEIVED && self.reason.is_empty();
+        if self.code.may_be_sent() || empty {
+            Ok(self)
+        } else {
+            Err(self.code)
         }
-        Ok(self)
     }
 
     /// The wire payload: the code in network byte order followed by the reason.

@@ -445,22 +445,16 @@ fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, Violation> {
         [hi, lo, reason @ ..] => (u16::from_be_bytes([*hi, *lo]), reason),
     };
     let code = CloseCode::new(code)
-        .filter(|&code| may_travel(code))
+        .filter(|&code| code.may_be_sent())
         .ok_or(ProtocolError::InvalidCloseCode(code))?;
     let reason = std::str::from_utf8(reason).map_err(|_| Violation::InvalidUtf8)?;
     Ok(Some(CloseFrame::new(code, reason)))
 }
 
-/// Whether a close frame may carry this code: the registered ones that are not only reported
-/// locally, and the ranges for libraries and applications.
-fn may_travel(code: CloseCode) -> bool {
-    matches!(code.as_u16(), 1000..=1015 | 3000..=4999) && !code.is_reserved()
-}
-
 /// The payload of a close frame we send: the code and reason, or nothing when the code may not
 /// travel (1005 stands for "no code").
 pub(crate) fn close_payload(code: CloseCode, reason: &str) -> Bytes {
-    if may_travel(code) {
+    if code.may_be_sent() {
         format_close_message(code, reason)
     } else {
         Bytes::new()
