@@ -1,6 +1,11 @@
 //! Headless-Chromium test of the `cluster` example: two nodes (two processes, two ports) share
-//! one real broker, a page is opened on each, and what is typed in either page must show in
-//! both — so every message of page B's reaching page A (and back) crossed the backplane.
+//! one real broker, a page is opened on each, and
+//!
+//! - each node's `/presence` comes to count both nodes and both pages (polled, bounded);
+//! - what is typed in either page shows in both — so every message of page B's reaching page A
+//!   (and back) crossed the broker;
+//! - a burst typed in one page shows in the other in the order it was typed;
+//! - neither node reports a cluster failure.
 //!
 //! Each test starts its own `redis-server` or `nats-server` on a free loopback port, then two
 //! `cluster` example processes (built by `cargo test` before the tests run; a missing binary is
@@ -74,4 +79,18 @@ fn run_cluster_test(test: &str, kind: Kind) {
         a.output_so_far(),
         b.output_so_far(),
     );
+
+    // The broker stayed up throughout: neither node may have reported a cluster failure (a
+    // frame dropped or lost, a lost connection). The example prints each as `cluster: …` on
+    // stderr.
+    for (label, node) in [("A", &mut a), ("B", &mut b)] {
+        let output = node.output_so_far();
+        assert!(
+            !output
+                .lines()
+                .any(|line| line.starts_with("[stderr] cluster:")),
+            "node {label} reported a cluster failure ({kind:?} at {}):\n{output}",
+            broker.url,
+        );
+    }
 }

@@ -10,7 +10,11 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{Client, Event, Subscriber, client::RequestErrorKind, connection::State};
+use async_nats::{
+    Client, Event, Subscriber,
+    client::{PublishErrorKind, RequestErrorKind},
+    connection::State,
+};
 use bytes::Bytes;
 use melody::cluster::{Driver, DriverFuture, Link, NodePresence, Outgoing};
 use tokio::{runtime::Handle, sync::mpsc, task::AbortHandle};
@@ -141,8 +145,21 @@ impl NatsDriver {
         }
         for outgoing in batch {
             let subject = shared.subjects.for_target(&outgoing.target);
-            client.publish(subject, outgoing.frame.clone()).await?;
-            shared.counters.published();
+            match client.publish(subject, outgoing.frame.clone()).await {
+                Ok(()) => shared.counters.published(),
+                // One frame over the server's `max_payload`: the frames after it still go.
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    let error = Error::TooLarge {
+                        size: outgoing.frame.len(),
+                        max: client.server_info().max_payload,
+                    };
+                    match shared.link.get() {
+                        Some(link) => link.dropped(1, &error),
+                        None => return Err(error),
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(())
     }

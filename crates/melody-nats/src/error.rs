@@ -28,6 +28,15 @@ pub enum Error {
     /// The client refused a frame (its connection is gone for good): the batch was lost.
     #[error("cannot publish to NATS: {0}")]
     Publish(#[from] async_nats::PublishError),
+    /// A frame larger than the server's `max_payload` (1 MiB unless configured): that frame
+    /// was dropped and reported, the rest of its batch sent.
+    #[error("a {size}-byte frame exceeds the NATS server's max_payload of {max} bytes: dropped")]
+    TooLarge {
+        /// The frame's size in bytes.
+        size: usize,
+        /// The server's limit.
+        max: usize,
+    },
     /// The client is not connected to the broker (an outage, or a first connection still
     /// being retried): the batch was lost, and a presence query cannot be answered.
     #[error("not connected to NATS: frames dropped")]

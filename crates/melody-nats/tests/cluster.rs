@@ -152,6 +152,25 @@ async fn topic_names_become_subject_tokens_and_order_holds_across_subjects() {
     assert!(sender.stats().connected);
 }
 
+#[tokio::test]
+async fn a_frame_over_the_servers_max_payload_is_dropped_alone() {
+    let Some(fixture) = nats().await else {
+        return;
+    };
+    let nodes = conformance::cluster(&fixture, 2).await;
+    let mut member = conformance::member(&nodes[1], "room").await;
+    // Queued together, so they travel in one batch: the oversized frame must not take the
+    // frames after it down with it.
+    let room = nodes[0].melody.topic("room");
+    room.clone().send("first").unwrap();
+    room.clone().send("x".repeat(2 * 1024 * 1024)).unwrap();
+    room.send("after").unwrap();
+    assert_eq!(until(&mut member, "after").await, ["first"]);
+    let stats = || nodes[0].cluster.stats();
+    eventually(|| stats().dropped == 1 && stats().errors == 1).await;
+    assert_eq!(fixture.drivers()[0].stats().published, 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_waits_only_for_live_nodes_and_nodes_that_leave_drop_out() {
     let Some(mut fixture) = nats().await else {

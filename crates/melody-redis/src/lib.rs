@@ -51,7 +51,7 @@
 //! melody:topic:lobby`), and is the layout a subscribe-on-join scheme needs later. Direct sends
 //! go on `{ns}:all` because a node does not know which node holds a session; each node's hub
 //! drops a direct send for a session it does not have. Sharded pub/sub (`SPUBLISH`, Redis
-//! Cluster) is not used: the backplane talks to one Redis (or a primary behind a proxy).
+//! Cluster) is not used: the driver talks to one Redis (or a primary behind a proxy).
 //!
 //! A node receives its own publishes back and skips them without decoding. Frames from other
 //! nodes are handed to the cluster, which fans them out locally and never sends them on again.

@@ -202,7 +202,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts a `cluster` node on a free port with its broker in `broker_var` = `broker_url` (the
-/// other backplane variable removed, so the caller's environment cannot change the choice).
+/// other broker variable removed, so the caller's environment cannot change the choice).
 pub fn start_node(label: &str, binary: &Path, broker_var: &str, broker_url: &str) -> ExampleServer {
     ExampleServer::start(&format!("node {label}"), binary, |command| {
         command

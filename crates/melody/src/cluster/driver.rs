@@ -60,7 +60,8 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Sends frames to the other nodes, in order. The cluster awaits one batch at a time, so a
     /// driver may pipeline a batch; an error loses the whole batch (it is counted and
-    /// reported).
+    /// reported). A frame the broker refuses on its own (too large) must not cost the frames
+    /// after it: skip it, report it with [`Link::dropped`], and send the rest.
     fn publish<'a>(&'a self, batch: &'a [Outgoing]) -> DriverFuture<'a, ()>;
 
     /// Every node's presence (each publishes [`Link::local_presence`] snapshots), when the
@@ -105,6 +106,19 @@ impl Link {
     pub fn error(&self, error: &(dyn std::error::Error + 'static)) {
         match self.shared.upgrade() {
             Some(shared) => shared.error(error),
+            None => tracing::debug!(node = %self.node, %error, "cluster error after detach"),
+        }
+    }
+
+    /// Reports frames of a batch that the driver could not send while it sent the rest (a frame
+    /// larger than the broker accepts): counted as dropped, and `error` reported as by
+    /// [`Link::error`].
+    pub fn dropped(&self, frames: usize, error: &(dyn std::error::Error + 'static)) {
+        match self.shared.upgrade() {
+            Some(shared) => {
+                shared.counters.lost(frames);
+                shared.error(error);
+            }
             None => tracing::debug!(node = %self.node, %error, "cluster error after detach"),
         }
     }
