@@ -4,10 +4,11 @@
 //! cargo run --release --example chat   # then open the printed URL in two tabs
 //! ```
 //!
-//! Listens on `ADDR` (default `127.0.0.1:5000`).
+//! Listens on `ADDR` (default `127.0.0.1:5000`). It speaks the subprotocol `chat`: a client
+//! offering `x-unknown, chat` gets `chat`, and a client offering none still connects.
 
 use axum::{Router, response::Html, routing::get};
-use melody::Melody;
+use melody::{Config, Melody};
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
 /// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
@@ -17,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let melody = Melody::new();
+    let melody = Melody::with_config(Config::default().subprotocols(["chat"]));
     melody.on_text(|session, text| {
         let _ = session.melody().all().send(text);
     });

@@ -15,7 +15,7 @@ pub type UpgradeResponse = Response<Full<Bytes>>;
 /// | refusal | status |
 /// |---|---|
 /// | [`MethodNotAllowed`](Self::MethodNotAllowed) | 405 |
-/// | [`NotUpgrade`](Self::NotUpgrade), [`InvalidKey`](Self::InvalidKey), [`HttpVersion`](Self::HttpVersion), [`MissingHost`](Self::MissingHost) | 400 |
+/// | [`NotUpgrade`](Self::NotUpgrade), [`InvalidKey`](Self::InvalidKey), [`HttpVersion`](Self::HttpVersion), [`MissingHost`](Self::MissingHost), [`NoSubprotocol`](Self::NoSubprotocol) | 400 |
 /// | [`HeadersTooLarge`](Self::HeadersTooLarge) | 431 |
 /// | [`UnsupportedVersion`](Self::UnsupportedVersion) | 426 |
 /// | [`OriginNotAllowed`](Self::OriginNotAllowed) | 403 |
@@ -72,6 +72,10 @@ pub enum UpgradeRejection {
     /// The hub is closed.
     #[error("melody instance is closed")]
     Closed,
+    /// The client offered none of the [`Config::subprotocols`](crate::Config::subprotocols) and
+    /// the hub requires one ([`Config::require_subprotocol`](crate::Config::require_subprotocol)).
+    #[error("none of the offered subprotocols is supported")]
+    NoSubprotocol,
     /// The server did not make the connection upgradable (for hyper: serve the connection
     /// `with_upgrades()`).
     #[error("connection cannot be upgraded")]
@@ -84,9 +88,11 @@ impl UpgradeRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotUpgrade | Self::InvalidKey | Self::HttpVersion | Self::MissingHost => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::NotUpgrade
+            | Self::InvalidKey
+            | Self::HttpVersion
+            | Self::MissingHost
+            | Self::NoSubprotocol => StatusCode::BAD_REQUEST,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::OriginNotAllowed => StatusCode::FORBIDDEN,

@@ -98,6 +98,15 @@ pub struct Config {
     /// Which request headers a session keeps for [`Session::headers`](crate::Session::headers):
     /// `None` (the default) keeps all (bounded by `max_request_head`), `Some(names)` only those.
     pub keep_headers: Option<Arc<[HeaderName]>>,
+    /// The subprotocols the server speaks (`Sec-WebSocket-Protocol`), most preferred first.
+    /// Of those a client offers, the first in this list is selected and answered, and the
+    /// session reports it ([`Session::subprotocol`](crate::Session::subprotocol)). Default:
+    /// none (the header is not answered).
+    pub subprotocols: Arc<[Box<str>]>,
+    /// Whether a client that offers none of [`Config::subprotocols`] is refused with 400
+    /// ([`UpgradeRejection::NoSubprotocol`](crate::UpgradeRejection::NoSubprotocol)); when
+    /// `false` (the default) it connects without a subprotocol.
+    pub require_subprotocol: bool,
 }
 
 impl Default for Config {
@@ -120,6 +129,8 @@ impl Default for Config {
             max_topics_per_session: 128,
             max_request_head: 16 * 1024,
             keep_headers: None,
+            subprotocols: Arc::new([]),
+            require_subprotocol: false,
         }
     }
 }
@@ -257,6 +268,28 @@ impl Config {
     #[must_use]
     pub fn keep_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         self.keep_headers = Some(names.into_iter().collect());
+        self
+    }
+
+    /// Sets [`Config::subprotocols`], most preferred first.
+    ///
+    /// ```
+    /// use melody::Config;
+    ///
+    /// // A client offering `graphql-ws, graphql-transport-ws` gets `graphql-transport-ws`.
+    /// let config = Config::default().subprotocols(["graphql-transport-ws", "graphql-ws"]);
+    /// ```
+    #[must_use]
+    pub fn subprotocols<S: Into<Box<str>>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.subprotocols = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`Config::require_subprotocol`]: refuse (400) a client that offers none of
+    /// [`Config::subprotocols`] instead of connecting it without one.
+    #[must_use]
+    pub fn require_subprotocol(mut self, required: bool) -> Self {
+        self.require_subprotocol = required;
         self
     }
 

@@ -65,6 +65,11 @@ struct Inner {
     topics: Mutex<Vec<Arc<str>>>,
 }
 
+/// The subprotocol selected at the upgrade, kept in the request's extensions (a session
+/// without one pays nothing for it).
+#[derive(Clone, Debug)]
+pub(crate) struct Subprotocol(pub(crate) Box<str>);
+
 impl Session {
     pub(crate) fn new(
         hub: Arc<Hub>,
@@ -246,6 +251,18 @@ impl Session {
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         &self.inner.request.headers
+    }
+
+    /// The subprotocol selected at the upgrade (`Sec-WebSocket-Protocol`), from
+    /// [`Config::subprotocols`](crate::Config::subprotocols); `None` when the client offered
+    /// none the server speaks (or the server lists none).
+    #[must_use]
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.inner
+            .request
+            .extensions
+            .get::<Subprotocol>()
+            .map(|selected| &*selected.0)
     }
 
     /// Stores a value under a key: a string (Go melody's `Set`) or a typed [`Key`](crate::Key).

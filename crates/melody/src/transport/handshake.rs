@@ -19,6 +19,7 @@ use crate::core::{
     data::Keys,
     hub::Hub,
     lifecycle::Slot,
+    session::Subprotocol,
     stats::Reason,
 };
 
@@ -41,6 +42,7 @@ pub(crate) async fn upgrade(
     mut keys: Keys,
 ) -> Result<UpgradeResponse, UpgradeRejection> {
     let accept = check_request(&parts)?;
+    let subprotocol = select_subprotocol(&parts.headers, &hub.config)?;
     if !hub.config.check_origin.allows(&parts) {
         hub.counters.rejected(Reason::Origin);
         return Err(UpgradeRejection::OriginNotAllowed);
@@ -61,7 +63,11 @@ pub(crate) async fn upgrade(
         remote_addr(&parts),
         parts.extensions.get::<LocalAddr>().map(|a| a.0),
     );
-    let parts = compact(parts, &hub.config).ok_or(UpgradeRejection::HeadersTooLarge)?;
+    let mut parts = compact(parts, &hub.config).ok_or(UpgradeRejection::HeadersTooLarge)?;
+    let protocol_header = subprotocol.as_deref().map(HeaderValue::from_str);
+    if let Some(name) = subprotocol {
+        parts.extensions.insert(Subprotocol(name));
+    }
     connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
 
     let mut response = Response::new(Full::new(Bytes::new()));
@@ -70,7 +76,36 @@ pub(crate) async fn upgrade(
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(Ok(value)) = protocol_header {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
     Ok(response)
+}
+
+/// The subprotocol to answer: of those the client offers (`Sec-WebSocket-Protocol`, any number
+/// of comma-separated lists), the first in the server's preference order. Names are compared
+/// exactly (RFC 6455 section 4.1: they are case-sensitive tokens).
+fn select_subprotocol(
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<Option<Box<str>>, UpgradeRejection> {
+    let offered = || {
+        headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+    };
+    let selected = config
+        .subprotocols
+        .iter()
+        .find(|name| offered().any(|offer| offer == &***name));
+    match selected {
+        Some(name) => Ok(Some(name.clone())),
+        None if config.require_subprotocol => Err(UpgradeRejection::NoSubprotocol),
+        None => Ok(None),
+    }
 }
 
 /// Headers that only served the handshake; a session does not keep them.
