@@ -4,11 +4,19 @@
 //! cargo run --release --example chat   # then open the printed URL in two tabs
 //! ```
 //!
-//! Listens on `ADDR` (default `127.0.0.1:5000`). It speaks the subprotocol `chat`: a client
-//! offering `x-unknown, chat` gets `chat`, and a client offering none still connects.
+//! Listens on `ADDR` (default `127.0.0.1:5000`), for HTTP/1.1 and for HTTP/2 with prior
+//! knowledge (h2c), whose clients open their WebSockets with an extended CONNECT (RFC 8441),
+//! many over one connection. It speaks the subprotocol `chat`: a client offering
+//! `x-unknown, chat` gets `chat`, and a client offering none still connects. Pages
+//! that offer permessage-deflate (every browser does) get compressed messages, each compressed
+//! once however many pages it goes to.
 
-use axum::{Router, response::Html, routing::get};
-use melody::{Config, Melody};
+use axum::{
+    Router,
+    response::Html,
+    routing::{any, get},
+};
+use melody::{Compression, Config, Melody};
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
 /// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
@@ -18,14 +26,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let melody = Melody::with_config(Config::default().subprotocols(["chat"]));
+    // Browsers offer permessage-deflate: a message is compressed once for every page.
+    let config = Config::default()
+        .subprotocols(["chat"])
+        .compression(Compression::shared());
+    let melody = Melody::with_config(config);
     melody.on_text(|session, text| {
         let _ = session.melody().all().send(text);
     });
 
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("chat.html")) }))
-        .route("/ws", get(melody.handler()));
+        // `any`: an HTTP/1.1 handshake is a GET, an HTTP/2 one (RFC 8441) a CONNECT.
+        .route("/ws", any(melody.handler()));
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -1,12 +1,15 @@
 //! The chat served without axum: `Melody::upgrade` takes an `http::Request` and returns
-//! the `101` (or refusal) response, and `melody::serve` runs hyper with the limits a public
-//! server needs (header timeout, a cap on unfinished handshakes, accept errors survived).
+//! the `101` response (`200` over HTTP/2, or a refusal), and `melody::serve` runs hyper with
+//! the limits a public server needs (header timeout, a cap on unfinished handshakes, accept
+//! errors survived).
 //!
 //! ```sh
 //! cargo run --release --example hyper   # then open the printed URL in two tabs
 //! ```
 //!
-//! Listens on `ADDR` (default `127.0.0.1:5000`). Each session gets a `visitor` key at upgrade
+//! Listens on `ADDR` (default `127.0.0.1:5000`), for HTTP/1.1 and for HTTP/2 with prior
+//! knowledge (h2c): the service routes by path alone, so an RFC 8441 CONNECT reaches
+//! `upgrade_with` as a GET does. Each session gets a `visitor` key at upgrade
 //! (`Melody::upgrade_with`, Go melody's `HandleRequestWithKeys`); `melody::serve` gives every request the peer's
 //! address, which the session reports as `remote_addr`.
 

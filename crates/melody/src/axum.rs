@@ -13,6 +13,10 @@ use crate::{Keys, Melody, UpgradeRejection};
 impl Melody {
     /// An axum handler that upgrades requests to sessions of this hub.
     ///
+    /// Mounted with `get`, it serves HTTP/1.1 handshakes; with `any` (or
+    /// `get(handler.clone()).connect(handler)`), HTTP/2 ones too, which are `CONNECT`s
+    /// (RFC 8441; see the crate guide's HTTP/2 section).
+    ///
     /// ```
     /// use axum::{Router, routing::get};
     /// use melody::Melody;

@@ -66,6 +66,7 @@ mod transport;
 pub use crate::{
     core::{
         admission::{AuthRejection, UpgradeRejection, UpgradeResponse},
+        compression::Compression,
         config::{Config, OverflowPolicy},
         data::{AsKey, Key, Keys, Value},
         error::{

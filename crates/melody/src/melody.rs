@@ -183,12 +183,14 @@ impl Melody {
     }
 
     /// Upgrades an HTTP request to a WebSocket session of this hub (Go melody's
-    /// `HandleRequest`). Resolves to `101 Switching Protocols`, or the refusal's status (see
-    /// [`UpgradeRejection`](crate::UpgradeRejection)); the session starts once the server has
-    /// switched protocols.
+    /// `HandleRequest`). Resolves to `101 Switching Protocols` for an HTTP/1.1 upgrade, `200 OK`
+    /// for an HTTP/2 extended `CONNECT` (RFC 8441), or the refusal's status (see
+    /// [`UpgradeRejection`](crate::UpgradeRejection)); the session starts once the response
+    /// has been sent.
     ///
     /// Call it on a request served by hyper with upgrades on (`melody::serve` and axum's
-    /// `serve` do that; for hyper use `serve_connection(..).with_upgrades()`). The request body
+    /// `serve` do that; for hyper use `serve_connection(..).with_upgrades()`, and for HTTP/2
+    /// `enable_connect_protocol()`: see the crate guide's HTTP/2 section). The request body
     /// is dropped at once, so the returned future is `Send` whatever the body type.
     ///
     /// ```

@@ -7,7 +7,8 @@ use http_body_util::Full;
 
 use super::{data::Keys, hub::Hub, stats::Reason};
 
-/// The response [`Melody::upgrade`](crate::Melody::upgrade) returns: `101 Switching Protocols` or a refusal.
+/// The response [`Melody::upgrade`](crate::Melody::upgrade) returns: `101 Switching Protocols`
+/// (HTTP/1.1), `200 OK` (HTTP/2, RFC 8441), or a refusal.
 pub type UpgradeResponse = Response<Full<Bytes>>;
 
 /// Why an upgrade request was refused. Each refusal has a fixed status and a plain-text body.
@@ -32,19 +33,23 @@ pub type UpgradeResponse = Response<Full<Bytes>>;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpgradeRejection {
-    /// The request is not a `GET`.
+    /// The request (HTTP/1) is not a `GET`.
     #[error("websocket upgrades must use GET")]
     MethodNotAllowed,
-    /// `Connection: upgrade` or `Upgrade: websocket` is missing.
+    /// `Connection: upgrade` or `Upgrade: websocket` is missing; over HTTP/2, the `CONNECT`
+    /// has no `:protocol` or another one than `websocket`.
     #[error("not a websocket upgrade request")]
     NotUpgrade,
-    /// `Sec-WebSocket-Key` is missing, repeated, or not 16 base64-encoded bytes.
+    /// `Sec-WebSocket-Key` is missing, repeated, or not 16 base64-encoded bytes (HTTP/1.1).
     #[error("missing or invalid Sec-WebSocket-Key header")]
     InvalidKey,
-    /// The request is not HTTP/1.1 (an HTTP/1.0 request cannot be upgraded).
-    #[error("websocket upgrades need HTTP/1.1")]
+    /// The request is neither an HTTP/1.1 `GET` nor an HTTP/2 `CONNECT`: an HTTP/1.0 request
+    /// cannot be upgraded, and over HTTP/2 a WebSocket is opened with an extended `CONNECT`
+    /// (RFC 8441), never a `GET`.
+    #[error("websocket handshakes need an HTTP/1.1 GET or an HTTP/2 CONNECT")]
     HttpVersion,
-    /// The request has no `Host` header (RFC 6455 section 4.2.1 requires one).
+    /// The request has no `Host` header, or more than one (RFC 6455 section 4.2.1 requires
+    /// one); over HTTP/2, neither `:authority` nor `Host`.
     #[error("missing Host header")]
     MissingHost,
     /// The URI and kept headers exceed [`Config::max_request_head`](crate::Config::max_request_head).
@@ -76,7 +81,7 @@ pub enum UpgradeRejection {
     /// the hub requires one ([`Config::require_subprotocol`](crate::Config::require_subprotocol)).
     #[error("none of the offered subprotocols is supported")]
     NoSubprotocol,
-    /// The server did not make the connection upgradable (for hyper: serve the connection
+    /// The server did not make the connection upgradable (for hyper: serve an HTTP/1 connection
     /// `with_upgrades()`).
     #[error("connection cannot be upgraded")]
     NotUpgradable,

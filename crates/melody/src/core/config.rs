@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use http::HeaderName;
 
-use super::origin::CheckOrigin;
+use super::{compression::Compression, origin::CheckOrigin};
 
 /// What happens when a message is written to a session whose outbound queue is full.
 ///
@@ -107,6 +107,8 @@ pub struct Config {
     /// ([`UpgradeRejection::NoSubprotocol`](crate::UpgradeRejection::NoSubprotocol)); when
     /// `false` (the default) it connects without a subprotocol.
     pub require_subprotocol: bool,
+    /// permessage-deflate: off (the default), shared or dedicated ([`Compression`]).
+    pub compression: Compression,
 }
 
 impl Default for Config {
@@ -131,6 +133,7 @@ impl Default for Config {
             keep_headers: None,
             subprotocols: Arc::new([]),
             require_subprotocol: false,
+            compression: Compression::disabled(),
         }
     }
 }
@@ -290,6 +293,20 @@ impl Config {
     #[must_use]
     pub fn require_subprotocol(mut self, required: bool) -> Self {
         self.require_subprotocol = required;
+        self
+    }
+
+    /// Sets [`Config::compression`].
+    ///
+    /// ```
+    /// use melody::{Compression, Config};
+    ///
+    /// // Browsers offer permessage-deflate; a broadcast is compressed once for all of them.
+    /// let config = Config::default().compression(Compression::shared());
+    /// ```
+    #[must_use]
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
         self
     }
 

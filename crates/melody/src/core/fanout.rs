@@ -90,6 +90,20 @@ impl Melody {
         if hub.is_closed() {
             return Err(Closed);
         }
+        // With shared compression, a message for many sessions carries one slot for its
+        // compressed form: the first session that writes it compresses, the others reuse it.
+        let compression = &hub.config.compression;
+        let shared;
+        let message = if compression.is_enabled()
+            && !compression.is_dedicated()
+            && message.len() >= compression.threshold()
+            && !matches!(target, Target::Session(_))
+        {
+            shared = message.with_deflate_slot(compression.max_window_bits());
+            &shared
+        } else {
+            message
+        };
         let local = match target {
             Target::All => self.fan_out(message, |queue| hub.registry.for_each(queue)),
             Target::AllExcept(except) => self.fan_out(message, |queue| {

@@ -16,6 +16,8 @@ pub(crate) const MESSAGES_OUT: &str = "melody_messages_sent_total";
 pub(crate) const BYTES_OUT: &str = "melody_sent_bytes_total";
 pub(crate) const DROPPED: &str = "melody_messages_dropped_total";
 pub(crate) const REJECTIONS: &str = "melody_rejections_total";
+pub(crate) const COMPRESSIONS: &str = "melody_compressions_total";
+pub(crate) const WIRE_BYTES_OUT: &str = "melody_sent_wire_bytes_total";
 
 /// Describes every series and makes each present at zero. Cheap to repeat (one per hub).
 pub(crate) fn register() {
@@ -35,6 +37,16 @@ pub(crate) fn register() {
         "messages dropped because a session's queue was full"
     );
     describe_counter!(
+        COMPRESSIONS,
+        Unit::Count,
+        "message payloads compressed (permessage-deflate); a shared-mode broadcast counts once"
+    );
+    describe_counter!(
+        WIRE_BYTES_OUT,
+        Unit::Bytes,
+        "payload bytes written and flushed as they went on the wire (compressed where they were)"
+    );
+    describe_counter!(
         REJECTIONS,
         Unit::Count,
         "upgrades refused and sessions closed for what they sent, by reason"
@@ -47,6 +59,8 @@ pub(crate) fn register() {
         MESSAGES_OUT,
         BYTES_OUT,
         DROPPED,
+        COMPRESSIONS,
+        WIRE_BYTES_OUT,
     ] {
         counter!(name).increment(0);
     }
@@ -69,9 +83,14 @@ pub(crate) fn received(bytes: usize) {
     counter!(BYTES_IN).increment(bytes as u64);
 }
 
-pub(crate) fn sent(messages: usize, bytes: usize) {
+pub(crate) fn sent(messages: usize, bytes: usize, wire_bytes: usize) {
     counter!(MESSAGES_OUT).increment(messages as u64);
     counter!(BYTES_OUT).increment(bytes as u64);
+    counter!(WIRE_BYTES_OUT).increment(wire_bytes as u64);
+}
+
+pub(crate) fn compressed() {
+    counter!(COMPRESSIONS).increment(1);
 }
 
 pub(crate) fn dropped() {

@@ -3,6 +3,7 @@
 //! imports only the protocol layer.
 
 pub(crate) mod admission;
+pub(crate) mod compression;
 pub(crate) mod config;
 pub(crate) mod data;
 pub(crate) mod dispatch;

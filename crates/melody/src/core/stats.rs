@@ -56,6 +56,8 @@ pub(crate) struct Counters {
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
+    wire_bytes_out: AtomicU64,
+    compressions: AtomicU64,
     dropped: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
 }
@@ -70,6 +72,8 @@ impl Counters {
             bytes_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            wire_bytes_out: AtomicU64::new(0),
+            compressions: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rejected: Default::default(),
         }
@@ -93,11 +97,20 @@ impl Counters {
         metrics::received(bytes);
     }
 
-    pub(crate) fn sent(&self, messages: usize, bytes: usize) {
+    /// `wire_bytes`: the payload bytes as written, compressed where they were.
+    pub(crate) fn sent(&self, messages: usize, bytes: usize, wire_bytes: usize) {
         self.messages_out.fetch_add(messages as u64, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        self.wire_bytes_out.fetch_add(wire_bytes as u64, Relaxed);
         #[cfg(feature = "metrics")]
-        metrics::sent(messages, bytes);
+        metrics::sent(messages, bytes, wire_bytes);
+    }
+
+    /// A payload was compressed (permessage-deflate).
+    pub(crate) fn compressed(&self) {
+        self.compressions.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::compressed();
     }
 
     pub(crate) fn dropped(&self) {
@@ -133,6 +146,8 @@ impl Counters {
 /// | `melody_received_bytes_total` | counter | payload bytes received |
 /// | `melody_messages_sent_total` | counter | data messages written and flushed |
 /// | `melody_sent_bytes_total` | counter | payload bytes written and flushed |
+/// | `melody_sent_wire_bytes_total` | counter | payload bytes as written: compressed where they were |
+/// | `melody_compressions_total` | counter | payloads compressed (a shared-mode broadcast counts once) |
 /// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
 /// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
 ///
@@ -150,8 +165,14 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Data messages written and flushed.
     pub messages_out: u64,
-    /// Payload bytes written and flushed.
+    /// Payload bytes written and flushed, before compression.
     pub bytes_out: u64,
+    /// Payload bytes written and flushed as they went on the wire: compressed where they were
+    /// (permessage-deflate), so `bytes_out / wire_bytes_out` is the compression ratio.
+    pub wire_bytes_out: u64,
+    /// Payloads compressed. With [`Compression::shared`](crate::Compression::shared) a message
+    /// sent to many sessions counts once; with `dedicated`, once per session.
+    pub compressions: u64,
     /// Messages dropped because a session's queue was full.
     pub dropped: u64,
     /// Refusals, by reason.
@@ -205,6 +226,8 @@ impl Melody {
             bytes_in: read(&counters.bytes_in),
             messages_out: read(&counters.messages_out),
             bytes_out: read(&counters.bytes_out),
+            wire_bytes_out: read(&counters.wire_bytes_out),
+            compressions: read(&counters.compressions),
             dropped: read(&counters.dropped),
             rejections: Rejections {
                 origin: counters.rejections(Reason::Origin),

@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{
     close::{CloseCode, CloseFrame, format_close_message},
+    deflate::{InflateError, Inflater},
     message::Text,
 };
 
@@ -53,6 +54,9 @@ pub enum ProtocolError {
     /// A close frame with a code that may not be sent.
     #[error("invalid close code {0}")]
     InvalidCloseCode(u16),
+    /// A compressed message (permessage-deflate) whose payload is not valid DEFLATE data.
+    #[error("compressed message does not inflate")]
+    BadCompression,
 }
 
 /// Why reading stopped: what the peer did.
@@ -106,6 +110,8 @@ const PONG: u8 = 0xA;
 struct Frame {
     opcode: u8,
     fin: bool,
+    /// RSV1: the first frame of a compressed message (permessage-deflate).
+    compressed: bool,
     mask: [u8; 4],
     /// Payload bytes received so far (the mask's phase).
     received: usize,
@@ -116,6 +122,8 @@ struct Frame {
 #[derive(Debug)]
 struct Assembly {
     text: bool,
+    /// The payload is compressed: it is inflated, then checked, when the message ends.
+    compressed: bool,
     data: BytesMut,
     /// How many bytes of `data` are known to be valid UTF-8; the rest (at most 3 bytes) are the
     /// start of a character whose end has not arrived.
@@ -139,6 +147,8 @@ pub(crate) struct FrameReader {
     done: bool,
     /// Frames started since the last [`FrameReader::take_frames`], for the frame rate limit.
     frames: u32,
+    /// Set when permessage-deflate was agreed: RSV1 then marks a compressed message.
+    inflater: Option<Inflater>,
 }
 
 impl FrameReader {
@@ -154,7 +164,14 @@ impl FrameReader {
             arena: BytesMut::new(),
             done: false,
             frames: 0,
+            inflater: None,
         }
+    }
+
+    /// Reads compressed messages too (permessage-deflate was agreed), inflated by `inflater`.
+    pub(crate) fn with_inflater(mut self, inflater: Inflater) -> Self {
+        self.inflater = Some(inflater);
+        self
     }
 
     /// The next complete item, if one has been read.
@@ -215,7 +232,7 @@ impl FrameReader {
         let available = have + take;
         if have < 2 && available >= 2 {
             // The first two bytes tell most violations: fail before waiting for the rest.
-            check_start(self.header[0], self.header[1])?;
+            check_start(self.header[0], self.header[1], self.inflater.is_some())?;
         }
         let Some(header_len) = header_len(&self.header[..available]) else {
             self.header_len = available as u8;
@@ -236,7 +253,7 @@ impl FrameReader {
             return Ok(0);
         };
         let len = frame.remaining;
-        let single = frame.fin && matches!(frame.opcode, TEXT | BINARY);
+        let single = frame.fin && !frame.compressed && matches!(frame.opcode, TEXT | BINARY);
         if !single || len > rest.len() || len > ARENA {
             return Ok(0);
         }
@@ -261,7 +278,7 @@ impl FrameReader {
     fn start_frame(&mut self, header: &[u8]) -> Result<(), Violation> {
         self.frames = self.frames.saturating_add(1);
         let (b0, b1) = (header[0], header[1]);
-        let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
+        let (fin, opcode, compressed) = (b0 & 0x80 != 0, b0 & 0x0F, b0 & 0x40 != 0);
         let (len, mask_at) = match b1 & 0x7F {
             126 => (u64::from(u16::from_be_bytes([header[2], header[3]])), 4),
             127 => {
@@ -275,11 +292,12 @@ impl FrameReader {
         };
         let mask = header[mask_at..mask_at + 4].try_into().expect("4 bytes");
         if opcode < CLOSE {
-            self.start_data(opcode, len)?;
+            self.start_data(opcode, len, compressed)?;
         }
         self.frame = Some(Frame {
             opcode,
             fin,
+            compressed,
             mask,
             received: 0,
             remaining: len as usize,
@@ -290,8 +308,10 @@ impl FrameReader {
         Ok(())
     }
 
-    /// Checks a data frame against the message in progress and the size limit.
-    fn start_data(&mut self, opcode: u8, len: u64) -> Result<(), Violation> {
+    /// Checks a data frame against the message in progress and the size limit. A compressed
+    /// message may carry a little more than the limit (DEFLATE grows data that does not
+    /// compress by a few bytes per block); its inflated size is checked when it ends.
+    fn start_data(&mut self, opcode: u8, len: u64, compressed: bool) -> Result<(), Violation> {
         let so_far = match (&self.message, opcode) {
             (None, CONTINUATION) => return Err(ProtocolError::UnexpectedContinuation.into()),
             (Some(_), TEXT | BINARY) => {
@@ -300,10 +320,16 @@ impl FrameReader {
             (Some(message), _) => message.data.len(),
             (None, _) => 0,
         };
+        let compressed = compressed || self.message.as_ref().is_some_and(|m| m.compressed);
+        let max = if compressed {
+            self.max_message.saturating_add(self.max_message / 64 + 64)
+        } else {
+            self.max_message
+        };
         let fits = usize::try_from(len)
             .ok()
             .and_then(|len| len.checked_add(so_far))
-            .is_some_and(|total| total <= self.max_message);
+            .is_some_and(|total| total <= max);
         if !fits {
             return Err(Violation::TooBig {
                 len: usize::try_from(len)
@@ -315,6 +341,7 @@ impl FrameReader {
         // Nothing is allocated here: the payload may still take the arena.
         self.message.get_or_insert_with(|| Assembly {
             text: opcode == TEXT,
+            compressed,
             data: BytesMut::new(),
             checked: 0,
         });
@@ -362,7 +389,7 @@ impl FrameReader {
 
     /// Validates the newly arrived bytes of a text message.
     fn check_text(&mut self) -> Result<(), Violation> {
-        let Some(message) = self.message.as_mut().filter(|m| m.text) else {
+        let Some(message) = self.message.as_mut().filter(|m| m.text && !m.compressed) else {
             return Ok(());
         };
         match std::str::from_utf8(&message.data[message.checked..]) {
@@ -394,8 +421,15 @@ impl FrameReader {
                     .message
                     .take()
                     .expect("data frames belong to a message");
-                let data = message.data.freeze();
-                if !message.text {
+                let data = if message.compressed {
+                    self.inflate(&message.data)?
+                } else {
+                    message.data.freeze()
+                };
+                if message.compressed && message.text {
+                    // Checked whole, now that it is inflated.
+                    Inbound::Text(Text::from_checked(data).ok_or(Violation::InvalidUtf8)?)
+                } else if !message.text {
                     Inbound::Binary(data)
                 } else if message.checked == data.len() {
                     Inbound::Text(Text::from_checked(data).ok_or(Violation::InvalidUtf8)?)
@@ -410,9 +444,28 @@ impl FrameReader {
     }
 }
 
-/// Checks what the first two bytes of a client frame say on their own.
-fn check_start(b0: u8, b1: u8) -> Result<(), Violation> {
-    if b0 & 0x70 != 0 {
+impl FrameReader {
+    /// Inflates a compressed message, bounded by the message size limit on its inflated size.
+    fn inflate(&mut self, compressed: &[u8]) -> Result<Bytes, Violation> {
+        let max = self.max_message;
+        let inflater = self
+            .inflater
+            .as_mut()
+            .expect("compressed messages are only read with an inflater");
+        inflater
+            .inflate(compressed, max)
+            .map_err(|error| match error {
+                InflateError::TooBig { len } => Violation::TooBig { len, max },
+                InflateError::Corrupt => ProtocolError::BadCompression.into(),
+            })
+    }
+}
+
+/// Checks what the first two bytes of a client frame say on their own. With permessage-deflate
+/// agreed, RSV1 may mark the first frame of a text or binary message, and nothing else.
+fn check_start(b0: u8, b1: u8, deflate: bool) -> Result<(), Violation> {
+    let rsv1_allowed = deflate && matches!(b0 & 0x0F, TEXT | BINARY);
+    if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && !rsv1_allowed) {
         return Err(ProtocolError::ReservedBits.into());
     }
     if b1 & 0x80 == 0 {
@@ -498,3 +551,7 @@ pub(crate) enum Control {
 #[cfg(test)]
 #[path = "frames_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "frames_deflate_tests.rs"]
+mod deflate_tests;

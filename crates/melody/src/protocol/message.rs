@@ -3,7 +3,10 @@
 //! A [`Message`] is a cheap handle to shared bytes: cloning it, or broadcasting it to ten
 //! thousand sessions, never copies the payload.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -23,8 +26,42 @@ use bytestring::ByteString;
 /// assert!(binary.is_binary());
 /// assert_eq!(binary.as_bytes(), &[1, 2, 3]);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Message(Repr);
+#[derive(Clone)]
+pub struct Message {
+    repr: Repr,
+    /// The compressed form shared by every session a broadcast reaches (permessage-deflate):
+    /// attached by the send path, filled by the first session that writes it.
+    deflated: Option<Arc<Deflated>>,
+}
+
+/// A message's payload compressed on its own with one window size, computed once.
+#[derive(Debug)]
+pub(crate) struct Deflated {
+    window_bits: u8,
+    payload: OnceLock<Option<Bytes>>,
+}
+
+impl Deflated {
+    /// The compressed payload for sessions that agreed to `window_bits`, computed by
+    /// `compress` the first time; `None` inside when it did not get smaller. `None` outside
+    /// for another window: that session compresses on its own.
+    pub(crate) fn get_or_compress(
+        &self,
+        window_bits: u8,
+        compress: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Option<Bytes>> {
+        (window_bits == self.window_bits).then(|| self.payload.get_or_init(compress).clone())
+    }
+}
+
+impl PartialEq for Message {
+    /// Messages are equal when their kind and payload are (a cached compressed form aside).
+    fn eq(&self, other: &Self) -> bool {
+        self.repr == other.repr
+    }
+}
+
+impl Eq for Message {}
 
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
@@ -33,10 +70,34 @@ enum Repr {
 }
 
 impl Message {
+    fn from_repr(repr: Repr) -> Self {
+        Self {
+            repr,
+            deflated: None,
+        }
+    }
+
+    /// This message with a fresh slot for its compressed form, which every session that
+    /// agreed to `window_bits` then shares (one compression per broadcast).
+    pub(crate) fn with_deflate_slot(&self, window_bits: u8) -> Self {
+        Self {
+            repr: self.repr.clone(),
+            deflated: Some(Arc::new(Deflated {
+                window_bits,
+                payload: OnceLock::new(),
+            })),
+        }
+    }
+
+    /// The shared compressed form's slot, if the send path attached one.
+    pub(crate) fn deflated(&self) -> Option<&Deflated> {
+        self.deflated.as_deref()
+    }
+
     /// A text message. Anything that turns into a `String` works: `&str`, `String`, `Box<str>`.
     #[must_use]
     pub fn text(text: impl Into<String>) -> Self {
-        Self(Repr::Text(Text(ByteString::from(text.into()))))
+        Self::from_repr(Repr::Text(Text(ByteString::from(text.into()))))
     }
 
     /// A text message from bytes that must be valid UTF-8.
@@ -45,32 +106,32 @@ impl Message {
     ///
     /// [`InvalidUtf8`], holding the bytes, when they are not UTF-8.
     pub fn try_text(bytes: impl Into<Bytes>) -> Result<Self, InvalidUtf8> {
-        Text::try_from_bytes(bytes.into()).map(|text| Self(Repr::Text(text)))
+        Text::try_from_bytes(bytes.into()).map(|text| Self::from_repr(Repr::Text(text)))
     }
 
     /// A binary message. `Vec<u8>`, `Bytes`, `&'static [u8]` and friends convert without copying.
     #[must_use]
     pub fn binary(bytes: impl Into<Bytes>) -> Self {
-        Self(Repr::Binary(bytes.into()))
+        Self::from_repr(Repr::Binary(bytes.into()))
     }
 
     /// Whether this is a text message.
     #[must_use]
     pub fn is_text(&self) -> bool {
-        matches!(self.0, Repr::Text(_))
+        matches!(self.repr, Repr::Text(_))
     }
 
     /// Whether this is a binary message.
     #[must_use]
     pub fn is_binary(&self) -> bool {
-        matches!(self.0, Repr::Binary(_))
+        matches!(self.repr, Repr::Binary(_))
     }
 
     /// The text of a text message, `None` for a binary message. Free: text is validated once,
     /// when it is built or received.
     #[must_use]
     pub fn as_str(&self) -> Option<&str> {
-        match &self.0 {
+        match &self.repr {
             Repr::Text(text) => Some(text.as_str()),
             Repr::Binary(_) => None,
         }
@@ -85,7 +146,7 @@ impl Message {
     /// The payload as a shared [`Bytes`] handle (clone it for a cheap copy of the handle).
     #[must_use]
     pub fn payload(&self) -> &Bytes {
-        match &self.0 {
+        match &self.repr {
             Repr::Text(text) => text.as_bytes(),
             Repr::Binary(bytes) => bytes,
         }
@@ -94,7 +155,7 @@ impl Message {
     /// Takes the payload out of the message.
     #[must_use]
     pub fn into_payload(self) -> Bytes {
-        match self.0 {
+        match self.repr {
             Repr::Text(text) => text.0.into_bytes(),
             Repr::Binary(bytes) => bytes,
         }
@@ -115,7 +176,7 @@ impl Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
+        match &self.repr {
             Repr::Text(text) => f.debug_tuple("Text").field(&text.as_str()).finish(),
             Repr::Binary(bytes) => f.debug_tuple("Binary").field(bytes).finish(),
         }
@@ -239,7 +300,7 @@ impl From<String> for Text {
 
 impl From<Text> for Message {
     fn from(text: Text) -> Self {
-        Self(Repr::Text(text))
+        Self::from_repr(Repr::Text(text))
     }
 }
 
@@ -263,6 +324,17 @@ pub struct InvalidUtf8(pub Bytes);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_stays_small() {
+        // Every queued message costs this much per slot of a session's queue: the payload
+        // handle (32 bytes), the kind, and the slot for a broadcast's compressed form.
+        assert!(
+            std::mem::size_of::<Message>() <= 48,
+            "{}",
+            std::mem::size_of::<Message>()
+        );
+    }
 
     #[test]
     fn try_text_checks_utf8() {

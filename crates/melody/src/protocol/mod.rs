@@ -2,5 +2,6 @@
 //! that parses it. No I/O, and no import from any other layer.
 
 pub(crate) mod close;
+pub(crate) mod deflate;
 pub(crate) mod frames;
 pub(crate) mod message;

@@ -1,17 +1,23 @@
-//! The HTTP side of a session: checks an upgrade request, answers 101 or a clear refusal, and
-//! hands the upgraded connection to its session task.
+//! The HTTP side of a session: checks a handshake request, answers it or refuses it clearly,
+//! and hands the upgraded stream to its session task.
+//!
+//! Two kinds of handshake open the same session ([`Handshake`](check::Handshake)): an
+//! HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455), answered `101`, after which the
+//! connection is the WebSocket; and an HTTP/2 `CONNECT` with `:protocol websocket`
+//! (RFC 8441), answered `200`, after which one stream of the connection is, while the
+//! connection goes on carrying others.
 //!
 //! Works with any server built on hyper 1 (axum, plain hyper, `melody::serve`, and what is built
-//! on them): the upgrade goes through hyper's `OnUpgrade` request extension.
+//! on them): either way the stream comes from hyper's `OnUpgrade` request extension.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header, request::Parts};
-use http_body_util::Full;
+use http::{HeaderMap, HeaderValue, header, request::Parts};
 use hyper::upgrade::OnUpgrade;
 
+mod check;
+
+use self::check::check_request;
 use super::connection;
 use crate::core::{
     admission::{UpgradeRejection, UpgradeResponse},
@@ -22,6 +28,7 @@ use crate::core::{
     session::Subprotocol,
     stats::Reason,
 };
+use crate::protocol::deflate;
 
 /// The remote address of a connection, for servers that are not axum: insert it into the
 /// request's extensions before calling [`Melody::upgrade`](crate::Melody::upgrade) and it becomes
@@ -34,15 +41,20 @@ pub struct RemoteAddr(pub SocketAddr);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalAddr(pub SocketAddr);
 
-/// Checks an upgrade request, runs the admission (origin, auth, slot), starts the session task
-/// and answers `101 Switching Protocols`; or refuses.
+/// Checks a handshake request, runs the admission (origin, auth, slot), starts the session task
+/// and accepts the handshake (`101` or `200`, see [`Handshake`](check::Handshake)); or refuses.
 pub(crate) async fn upgrade(
     hub: &Arc<Hub>,
     mut parts: Parts,
     mut keys: Keys,
 ) -> Result<UpgradeResponse, UpgradeRejection> {
-    let accept = check_request(&parts)?;
+    let handshake = check_request(&parts)?;
     let subprotocol = select_subprotocol(&parts.headers, &hub.config)?;
+    let deflate = hub
+        .config
+        .compression
+        .policy()
+        .and_then(|policy| deflate::negotiate(&parts.headers, policy));
     if !hub.config.check_origin.allows(&parts) {
         hub.counters.rejected(Reason::Origin);
         return Err(UpgradeRejection::OriginNotAllowed);
@@ -68,16 +80,20 @@ pub(crate) async fn upgrade(
     if let Some(name) = subprotocol {
         parts.extensions.insert(Subprotocol(name));
     }
+    // permessage-deflate: the agreement travels to the session task with the request.
+    if let Some((agreed, _)) = &deflate {
+        parts.extensions.insert(*agreed);
+    }
     connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
 
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let mut response = handshake.accept();
+    // What was negotiated is answered alike over both kinds of handshake.
     let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     if let Some(Ok(value)) = protocol_header {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    if let Some((_, value)) = deflate {
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value);
     }
     Ok(response)
 }
@@ -167,69 +183,6 @@ fn own_uri(uri: &http::Uri) -> http::Uri {
     http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
-/// Checks method and handshake headers; returns the `Sec-WebSocket-Accept` value.
-fn check_request(parts: &Parts) -> Result<HeaderValue, UpgradeRejection> {
-    if parts.method != Method::GET {
-        return Err(UpgradeRejection::MethodNotAllowed);
-    }
-    if parts.version != http::Version::HTTP_11 {
-        return Err(UpgradeRejection::HttpVersion);
-    }
-    let headers = &parts.headers;
-    if headers.get_all(header::HOST).iter().count() != 1 {
-        return Err(UpgradeRejection::MissingHost);
-    }
-    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get_all(header::CONTENT_LENGTH)
-            .iter()
-            .any(|length| length.as_bytes() != b"0");
-    if has_body {
-        return Err(UpgradeRejection::UnexpectedBody);
-    }
-    if !header_has_token(headers, header::CONNECTION, "upgrade")
-        || !header_has_token(headers, header::UPGRADE, "websocket")
-    {
-        return Err(UpgradeRejection::NotUpgrade);
-    }
-    if only(headers, header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        return Err(UpgradeRejection::UnsupportedVersion);
-    }
-    let key = only(headers, header::SEC_WEBSOCKET_KEY)
-        .ok_or(UpgradeRejection::InvalidKey)?
-        .as_bytes();
-    match BASE64.decode(key) {
-        Ok(decoded) if decoded.len() == 16 => Ok(accept_key(key)),
-        _ => Err(UpgradeRejection::InvalidKey),
-    }
-}
-
-/// The value of a header that must appear exactly once.
-fn only(headers: &HeaderMap, name: header::HeaderName) -> Option<&HeaderValue> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    values.next().is_none().then_some(first)
-}
-
-/// Whether a comma-separated header contains `token` (case-insensitive) in any of its values.
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
-}
-
-/// `base64(sha1(key + GUID))`, RFC 6455 section 4.2.2.
-fn accept_key(key: &[u8]) -> HeaderValue {
-    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    let mut sha1 = sha1_smol::Sha1::new();
-    sha1.update(key);
-    sha1.update(GUID);
-    let encoded = BASE64.encode(sha1.digest().bytes());
-    HeaderValue::from_str(&encoded).expect("base64 is a valid header value")
-}
-
 fn remote_addr(parts: &Parts) -> Option<SocketAddr> {
     if let Some(addr) = parts.extensions.get::<RemoteAddr>() {
         return Some(addr.0);
@@ -246,76 +199,7 @@ fn remote_addr(parts: &Parts) -> Option<SocketAddr> {
 
 #[cfg(test)]
 mod tests {
-    use http::Request;
-
     use super::*;
-
-    fn request(edit: impl FnOnce(http::request::Builder) -> http::request::Builder) -> Parts {
-        let builder = Request::get("/ws")
-            .header("host", "example.com")
-            .header("connection", "keep-alive, Upgrade")
-            .header("upgrade", "WebSocket")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
-        edit(builder).body(()).unwrap().into_parts().0
-    }
-
-    #[test]
-    fn accept_key_matches_rfc_example() {
-        let accept = check_request(&request(|b| b)).unwrap();
-        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
-
-    #[test]
-    fn refusals() {
-        let post = Request::post("/ws").body(()).unwrap().into_parts().0;
-        assert_eq!(
-            check_request(&post),
-            Err(UpgradeRejection::MethodNotAllowed)
-        );
-        let plain = Request::get("/ws")
-            .header("host", "example.com")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
-        assert_eq!(check_request(&plain), Err(UpgradeRejection::NotUpgrade));
-        let mut http10 = request(|b| b);
-        http10.version = http::Version::HTTP_10;
-        assert_eq!(check_request(&http10), Err(UpgradeRejection::HttpVersion));
-        let mut no_host = request(|b| b);
-        no_host.headers.remove("host");
-        assert_eq!(check_request(&no_host), Err(UpgradeRejection::MissingHost));
-        let two_keys = request(|b| b.header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="));
-        assert_eq!(check_request(&two_keys), Err(UpgradeRejection::InvalidKey));
-        let body = request(|b| b.header("content-length", "5"));
-        assert_eq!(check_request(&body), Err(UpgradeRejection::UnexpectedBody));
-        let chunked = request(|b| b.header("transfer-encoding", "chunked"));
-        assert_eq!(
-            check_request(&chunked),
-            Err(UpgradeRejection::UnexpectedBody)
-        );
-        let empty = request(|b| b.header("content-length", "0"));
-        assert!(check_request(&empty).is_ok());
-        let two_versions = request(|b| b.header("sec-websocket-version", "13"));
-        assert_eq!(
-            check_request(&two_versions),
-            Err(UpgradeRejection::UnsupportedVersion)
-        );
-        let mut wrong = request(|b| b);
-        wrong
-            .headers
-            .insert("sec-websocket-version", HeaderValue::from_static("8"));
-        assert_eq!(
-            check_request(&wrong),
-            Err(UpgradeRejection::UnsupportedVersion)
-        );
-        let mut short_key = request(|b| b);
-        short_key
-            .headers
-            .insert("sec-websocket-key", HeaderValue::from_static("c2hvcnQ="));
-        assert_eq!(check_request(&short_key), Err(UpgradeRejection::InvalidKey));
-    }
 
     #[test]
     fn rejection_responses_carry_their_headers() {

@@ -1,6 +1,7 @@
 //! The byte stream under a session: the TCP stream itself when the server is hyper over TCP
-//! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream; and [`Socket`],
-//! the WebSocket connection on top of it.
+//! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream (an HTTP/2
+//! stream, for one: its writes are gathered by `coalesce.rs`); and [`Socket`], the WebSocket
+//! connection on top of it.
 //!
 //! Reads go through a buffer on the stack into [`FrameReader`]; writes are vectored, straight
 //! from the messages' shared payloads. Between bursts a session holds no buffer at all.
@@ -21,8 +22,9 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::serve::ServeStream;
+use super::{coalesce::Coalesce, serve::ServeStream};
 use crate::protocol::{
+    deflate::Inflater,
     frames::{Control, FrameReader, Inbound, Violation, put_control},
     message::Message,
 };
@@ -42,7 +44,8 @@ pub(crate) struct Io {
 
 enum Inner {
     Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
+    /// Boxed: a session on the TCP stream itself (the usual case) should not carry its room.
+    Upgraded(Box<Coalesce<TokioIo<Upgraded>>>),
 }
 
 impl Io {
@@ -61,7 +64,7 @@ impl Io {
                 },
                 Err(upgraded) => Self {
                     prefix: Bytes::new(),
-                    inner: Inner::Upgraded(TokioIo::new(upgraded)),
+                    inner: Inner::Upgraded(Box::new(Coalesce::new(TokioIo::new(upgraded)))),
                 },
             },
         }
@@ -93,10 +96,20 @@ pub(crate) struct Socket {
 impl Socket {
     /// `budget`: nanoseconds of credit per frame and the tolerance (see
     /// [`Config::frame_budget`](crate::Config)), `None` for no frame rate limit.
-    pub(crate) fn new(io: Io, max_message: usize, budget: Option<(u64, u64)>) -> Self {
+    /// `inflater`: permessage-deflate was agreed, and compressed messages are inflated by it.
+    pub(crate) fn new(
+        io: Io,
+        max_message: usize,
+        budget: Option<(u64, u64)>,
+        inflater: Option<Inflater>,
+    ) -> Self {
+        let reader = FrameReader::new(max_message);
         Self {
             io,
-            reader: FrameReader::new(max_message),
+            reader: match inflater {
+                Some(inflater) => reader.with_inflater(inflater),
+                None => reader,
+            },
             control: BytesMut::new(),
             budget: budget.map(|(per_frame, tolerance)| FrameBudget {
                 per_frame,
@@ -155,12 +168,18 @@ impl Socket {
         !self.control.is_empty()
     }
 
-    /// Writes the queued control frames, then `messages`, and flushes.
-    pub(crate) async fn write(&mut self, messages: &VecDeque<Message>) -> io::Result<()> {
+    /// Writes the queued control frames, then `messages`, and flushes. `wire` holds the
+    /// compressed payloads of the messages sent compressed (permessage-deflate), by position;
+    /// it is empty when nothing is.
+    pub(crate) async fn write(
+        &mut self,
+        messages: &VecDeque<Message>,
+        wire: &[Option<Bytes>],
+    ) -> io::Result<()> {
         let mut cursor = Cursor::default();
-        match self.try_write(messages, &mut cursor) {
+        match self.try_write(messages, wire, &mut cursor) {
             Poll::Ready(result) => result,
-            Poll::Pending => self.write_rest(messages, cursor).await,
+            Poll::Pending => self.write_rest(messages, wire, cursor).await,
         }
     }
 
@@ -170,39 +189,41 @@ impl Socket {
     pub(crate) fn try_write(
         &mut self,
         messages: &VecDeque<Message>,
+        wire: &[Option<Bytes>],
         cursor: &mut Cursor,
     ) -> Poll<io::Result<()>> {
         // A write that cannot go on registers this waker with the reactor; the real one
         // replaces it when `write_rest` polls.
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        self.poll_write(&mut cx, messages, cursor)
+        self.poll_write(&mut cx, Frames { messages, wire }, cursor)
     }
 
     /// Finishes a write that [`Socket::try_write`] left pending.
     pub(crate) async fn write_rest(
         &mut self,
         messages: &VecDeque<Message>,
+        wire: &[Option<Bytes>],
         mut cursor: Cursor,
     ) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write(cx, messages, &mut cursor)).await
+        poll_fn(|cx| self.poll_write(cx, Frames { messages, wire }, &mut cursor)).await
     }
 
     fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
-        messages: &VecDeque<Message>,
+        frames: Frames<'_>,
         cursor: &mut Cursor,
     ) -> Poll<io::Result<()>> {
         let (io, prefix) = (&mut self.io, &self.control[..]);
         // Most batches are small: building (and clearing) room for 64 frames on every call
         // showed in profiles.
-        ready!(if messages.len() <= SMALL_WRITE {
+        ready!(if frames.messages.len() <= SMALL_WRITE {
             poll_write_frames::<SMALL_WRITE, { 2 * SMALL_WRITE + 1 }, _>(
-                io, cx, prefix, messages, cursor,
+                io, cx, prefix, frames, cursor,
             )
         } else {
             poll_write_frames::<FRAMES_PER_WRITE, { 2 * FRAMES_PER_WRITE + 1 }, _>(
-                io, cx, prefix, messages, cursor,
+                io, cx, prefix, frames, cursor,
             )
         })?;
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
@@ -252,6 +273,29 @@ const FRAMES_PER_WRITE: usize = 64;
 /// Batches up to this many messages use a smaller set of slices.
 const SMALL_WRITE: usize = 8;
 
+/// The messages of one write, with the compressed payloads of those sent compressed.
+#[derive(Clone, Copy)]
+struct Frames<'a> {
+    messages: &'a VecDeque<Message>,
+    /// By position; shorter than `messages` (empty, usually) where nothing is compressed.
+    wire: &'a [Option<Bytes>],
+}
+
+impl Frames<'_> {
+    /// The compressed payload of message `index`, if it goes out compressed.
+    fn compressed(&self, index: usize) -> Option<&Bytes> {
+        self.wire.get(index).and_then(Option::as_ref)
+    }
+
+    /// The bytes that go on the wire as message `index`'s payload.
+    fn payload(&self, index: usize) -> &[u8] {
+        match self.compressed(index) {
+            Some(compressed) => compressed,
+            None => self.messages[index].as_bytes(),
+        }
+    }
+}
+
 /// How far a write of control bytes and messages has got. The bytes to write are a sequence of
 /// segments: the control bytes, then the header and payload of each message.
 #[derive(Default)]
@@ -267,14 +311,15 @@ fn poll_write_frames<const N: usize, const S: usize, W: AsyncWrite + Unpin>(
     out: &mut W,
     cx: &mut Context<'_>,
     prefix: &[u8],
-    messages: &VecDeque<Message>,
+    frames: Frames<'_>,
     cursor: &mut Cursor,
 ) -> Poll<io::Result<()>> {
+    let messages = frames.messages;
     let segments = 1 + 2 * messages.len();
     let segment_len = |segment: usize| match segment {
         0 => prefix.len(),
-        odd if odd % 2 == 1 => header_len(messages[(odd - 1) / 2].len()),
-        even => messages[(even - 2) / 2].len(),
+        odd if odd % 2 == 1 => header_len(frames.payload((odd - 1) / 2).len()),
+        even => frames.payload((even - 2) / 2).len(),
     };
     loop {
         while cursor.segment < segments && cursor.offset == segment_len(cursor.segment) {
@@ -286,8 +331,18 @@ fn poll_write_frames<const N: usize, const S: usize, W: AsyncWrite + Unpin>(
         }
         let first = cursor.segment.saturating_sub(1) / 2;
         let mut headers = [[0u8; 10]; N];
-        for (header, message) in headers.iter_mut().zip(messages.range(first..)) {
-            frame_header(message, header);
+        for (offset, header) in headers.iter_mut().enumerate() {
+            let index = first + offset;
+            let Some(message) = messages.get(index) else {
+                break;
+            };
+            let compressed = frames.compressed(index).is_some();
+            frame_header(
+                message.is_text(),
+                compressed,
+                frames.payload(index).len(),
+                header,
+            );
         }
         let end = segments.min(1 + 2 * (first + N));
         let mut slices = [IoSlice::new(&[]); S];
@@ -299,7 +354,7 @@ fn poll_write_frames<const N: usize, const S: usize, W: AsyncWrite + Unpin>(
                     let index = (odd - 1) / 2;
                     &headers[index - first][..segment_len(odd)]
                 }
-                even => messages[(even - 2) / 2].as_bytes(),
+                even => frames.payload((even - 2) / 2),
             };
             let skip = if segment == cursor.segment {
                 cursor.offset
@@ -337,11 +392,10 @@ fn header_len(len: usize) -> usize {
     }
 }
 
-/// The header of a final, unmasked text or binary frame; returns its length.
-fn frame_header(message: &Message, out: &mut [u8; 10]) -> usize {
-    debug_assert!(header_len(message.len()) <= 10);
-    out[0] = 0x80 | if message.is_text() { 0x1 } else { 0x2 };
-    let len = message.len();
+/// The header of a final, unmasked text or binary frame of `len` payload bytes, with RSV1 set
+/// when the payload is compressed; returns its length.
+fn frame_header(text: bool, compressed: bool, len: usize, out: &mut [u8; 10]) -> usize {
+    out[0] = 0x80 | u8::from(compressed) << 6 | if text { 0x1 } else { 0x2 };
     if len < 126 {
         out[1] = len as u8;
         2
@@ -481,17 +535,32 @@ mod tests {
             })
             .collect();
         messages.rotate_left(7); // a ring buffer that wraps around
+        // Every fifth message goes out "compressed" (any bytes do here), with RSV1 set.
+        let wire: Vec<Option<Bytes>> = (0..messages.len())
+            .map(|i| (i % 5 == 0).then(|| Bytes::from(vec![0xC0 | (i % 7) as u8; i % 300])))
+            .collect();
         let prefix = [0x8A, 1, b'p'];
         let mut expected = prefix.to_vec();
-        for message in &messages {
+        for (message, compressed) in messages.iter().zip(&wire) {
+            let payload = compressed.as_deref().unwrap_or(message.as_bytes());
             let mut header = [0u8; 10];
-            let len = frame_header(message, &mut header);
+            let len = frame_header(
+                message.is_text(),
+                compressed.is_some(),
+                payload.len(),
+                &mut header,
+            );
+            assert_eq!(header[0] & 0x40 != 0, compressed.is_some());
             expected.extend_from_slice(&header[..len]);
-            expected.extend_from_slice(message.as_bytes());
+            expected.extend_from_slice(payload);
         }
         let mut out = Trickle::default();
         let mut cursor = Cursor::default();
-        poll_fn(|cx| poll_write_frames::<4, 9, _>(&mut out, cx, &prefix, &messages, &mut cursor))
+        let frames = Frames {
+            messages: &messages,
+            wire: &wire,
+        };
+        poll_fn(|cx| poll_write_frames::<4, 9, _>(&mut out, cx, &prefix, frames, &mut cursor))
             .await
             .unwrap();
         assert_eq!(out.written, expected);
@@ -500,14 +569,11 @@ mod tests {
     #[test]
     fn frame_headers_use_the_shortest_length_form() {
         let mut out = [0u8; 10];
-        assert_eq!(frame_header(&Message::text("hi"), &mut out), 2);
+        assert_eq!(frame_header(true, false, 2, &mut out), 2);
         assert_eq!(&out[..2], &[0x81, 2]);
-        assert_eq!(frame_header(&Message::binary(vec![0u8; 126]), &mut out), 4);
+        assert_eq!(frame_header(false, false, 126, &mut out), 4);
         assert_eq!(&out[..4], &[0x82, 126, 0, 126]);
-        assert_eq!(
-            frame_header(&Message::binary(vec![0u8; 65_536]), &mut out),
-            10
-        );
-        assert_eq!(&out[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(frame_header(false, true, 65_536, &mut out), 10);
+        assert_eq!(&out[..10], &[0xC2, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 }

@@ -257,9 +257,15 @@ pub fn upgrade_request(extra: &str) -> String {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_with(addr, "").await.0
+    }
+
+    /// Connects with extra request header lines (each ending in `\r\n`); returns the
+    /// response head too.
+    pub async fn connect_with(addr: SocketAddr, extra: &str) -> (Self, String) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(upgrade_request("").as_bytes())
+            .write_all(upgrade_request(extra).as_bytes())
             .await
             .unwrap();
         let mut raw = Self {
@@ -268,7 +274,7 @@ impl Raw {
         };
         let head = raw.read_until_head().await;
         assert!(head.starts_with("HTTP/1.1 101"), "handshake failed: {head}");
-        raw
+        (raw, head)
     }
 
     async fn read_until_head(&mut self) -> String {
@@ -328,11 +334,17 @@ impl Raw {
 
     /// The next server frame: (opcode, payload).
     pub async fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        let (first_byte, payload) = self.read_whole_frame().await;
+        (first_byte & 0x0f, payload)
+    }
+
+    /// The next server frame with its first byte whole (FIN, RSV bits, opcode).
+    pub async fn read_whole_frame(&mut self) -> (u8, Vec<u8>) {
         timeout(WAIT, async {
             loop {
-                if let Some((opcode, payload, used)) = parse_frame(&self.buffer) {
+                if let Some((first_byte, payload, used)) = parse_frame(&self.buffer) {
                     self.buffer.drain(..used);
-                    return (opcode, payload);
+                    return (first_byte, payload);
                 }
                 self.fill().await;
             }
@@ -345,9 +357,9 @@ impl Raw {
     pub async fn read_close_code(&mut self) -> u16 {
         timeout(WAIT, async {
             loop {
-                if let Some((opcode, payload, used)) = parse_frame(&self.buffer) {
+                if let Some((first_byte, payload, used)) = parse_frame(&self.buffer) {
                     self.buffer.drain(..used);
-                    if opcode == 0x8 {
+                    if first_byte & 0x0f == 0x8 {
                         return if payload.len() >= 2 {
                             u16::from_be_bytes([payload[0], payload[1]])
                         } else {
@@ -364,12 +376,12 @@ impl Raw {
     }
 }
 
-/// Parses one unmasked server frame: (opcode, payload, bytes used).
+/// Parses one unmasked server frame: (first byte, payload, bytes used).
 fn parse_frame(buffer: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     if buffer.len() < 2 {
         return None;
     }
-    let opcode = buffer[0] & 0x0f;
+    let first_byte = buffer[0];
     let (len, header) = match buffer[1] & 0x7f {
         126 if buffer.len() >= 4 => (u16::from_be_bytes([buffer[2], buffer[3]]) as usize, 4),
         127 if buffer.len() >= 10 => (
@@ -382,5 +394,9 @@ fn parse_frame(buffer: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     if buffer.len() < header + len {
         return None;
     }
-    Some((opcode, buffer[header..header + len].to_vec(), header + len))
+    Some((
+        first_byte,
+        buffer[header..header + len].to_vec(),
+        header + len,
+    ))
 }

@@ -5,7 +5,10 @@
 //! What an inbound frame does (handler dispatch, async handlers, the rate limit) is in
 //! `inbound.rs`. The socket itself is `../io.rs`; frames are parsed by `protocol::frames`.
 
+mod deflate;
 mod inbound;
+
+use deflate::Outbound;
 
 use std::{any::Any, collections::VecDeque, net::SocketAddr, pin::Pin, sync::Arc, task::Poll};
 
@@ -35,6 +38,7 @@ use crate::{
     },
     protocol::{
         close::{CloseCode, CloseFrame},
+        deflate::Agreed,
         frames::{Control, Inbound, close_payload},
         message::Message,
     },
@@ -54,12 +58,14 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 pub(crate) fn spawn(
     hub: Arc<Hub>,
     on_upgrade: OnUpgrade,
-    request: Parts,
+    mut request: Parts,
     keys: Keys,
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
     slot: Slot,
 ) {
     let task_guard = TaskGuard::new(hub.clone());
+    // permessage-deflate, when the handshake agreed to it.
+    let agreed = request.extensions.remove::<Agreed>();
     // Built before the task so that the task does not carry the request parts: what an async
     // block captures keeps its room in the task for the task's whole life.
     let Keys { values, topics } = keys;
@@ -85,12 +91,20 @@ pub(crate) fn spawn(
             }
         };
         let config = &session.hub().config;
+        let (outbound, inflater) = match agreed {
+            Some(agreed) => {
+                let (outbound, inflater) = Outbound::new(agreed, &config.compression);
+                (Some(Box::new(outbound)), Some(inflater))
+            }
+            None => (None, None),
+        };
         let socket = Socket::new(
             Io::new(upgraded),
             config.max_message_size,
             config.frame_budget(),
+            inflater,
         );
-        let mut connection = Connection::new(socket, session);
+        let mut connection = Connection::new(socket, session, outbound);
         connection.run().await;
     };
     // Entering a span on every poll shows in profiles even when nothing listens; the session
@@ -134,10 +148,12 @@ struct Connection {
     rate_limit: Option<Box<DefaultDirectRateLimiter>>,
     /// Handler calls in flight under concurrent message handling; created on the first.
     in_flight: Option<Arc<Semaphore>>,
+    /// permessage-deflate's writer, when agreed (boxed: most sessions have none).
+    deflate: Option<Box<Outbound>>,
 }
 
 impl Connection {
-    fn new(socket: Socket, session: Session) -> Self {
+    fn new(socket: Socket, session: Session, deflate: Option<Box<Outbound>>) -> Self {
         let config = &session.hub().config;
         let now = Instant::now();
         let next_ping = now + config.effective_ping_period();
@@ -155,6 +171,7 @@ impl Connection {
             pong_deadline,
             rate_limit,
             in_flight: None,
+            deflate,
         }
     }
 
@@ -268,11 +285,29 @@ impl Connection {
         // Control frames (pongs) go first and whole, so frames never interleave. Most writes
         // complete at once (the socket buffer has room); only a write that has to wait becomes
         // a future, with a timer, boxed so that it takes no room in an idle session.
+        let wire = match &mut self.deflate {
+            Some(deflate) => {
+                deflate.prepare(&self.batch, &self.session.hub().counters);
+                &deflate.wire[..]
+            }
+            None => &[],
+        };
+        // Counted before the write, while `wire` is at hand; a failed write ends the session.
+        let bytes: usize = self.batch.iter().map(Message::len).sum();
+        let wire_bytes: usize = self
+            .batch
+            .iter()
+            .enumerate()
+            .map(|(i, message)| match wire.get(i) {
+                Some(Some(compressed)) => compressed.len(),
+                _ => message.len(),
+            })
+            .sum();
         let mut cursor = Cursor::default();
-        let written = match self.socket.try_write(&self.batch, &mut cursor) {
+        let written = match self.socket.try_write(&self.batch, wire, &mut cursor) {
             Poll::Ready(result) => Ok(result),
             Poll::Pending => {
-                let rest = self.socket.write_rest(&self.batch, cursor);
+                let rest = self.socket.write_rest(&self.batch, wire, cursor);
                 Box::pin(timeout(write_wait, rest)).await
             }
         };
@@ -281,8 +316,10 @@ impl Connection {
             Ok(Err(error)) => return Err(error.into()),
             Ok(Ok(())) => {}
         }
-        let bytes = self.batch.iter().map(Message::len).sum();
-        self.session.hub().counters.sent(self.batch.len(), bytes);
+        self.session
+            .hub()
+            .counters
+            .sent(self.batch.len(), bytes, wire_bytes);
         let handlers = self.session.hub().handlers();
         if handlers.wants_sent() {
             for message in &self.batch {
@@ -317,6 +354,9 @@ impl Connection {
             self.session.outbox().shrink();
             if self.batch.is_empty() {
                 self.batch = VecDeque::new();
+            }
+            if let Some(deflate) = &mut self.deflate {
+                deflate.shrink();
             }
             if let Err(error) = self.send_ping().await {
                 return Some(self.failed(error));
@@ -369,14 +409,21 @@ impl Connection {
     async fn close(&mut self, end: End) {
         let write_wait = self.session.hub().config.write_wait;
         let outbox_session = self.session.clone();
-        let (socket, batch) = (&mut self.socket, &mut self.batch);
+        let (socket, batch, deflate) = (&mut self.socket, &mut self.batch, &mut self.deflate);
         let closing = async move {
             if matches!(end, End::Drop) {
                 return Ok(());
             }
             // Messages queued before the close go out first, then the close frame.
             batch.extend(outbox_session.outbox().drain());
-            socket.write(batch).await?;
+            let wire = match deflate {
+                Some(deflate) => {
+                    deflate.prepare(batch, &outbox_session.hub().counters);
+                    &deflate.wire[..]
+                }
+                None => &[],
+            };
+            socket.write(batch, wire).await?;
             batch.clear();
             let payload = match &end {
                 End::Close(frame) => close_payload(frame.code(), frame.reason()),
@@ -384,7 +431,7 @@ impl Connection {
                 _ => Bytes::new(),
             };
             socket.queue_control(Control::Close, &payload);
-            socket.write(batch).await?;
+            socket.write(batch, &[]).await?;
             if matches!(end, End::Close(_)) {
                 // Wait for the peer's close (or the end of the stream), dropping what comes first.
                 while let Some(Ok(item)) = socket.next().await {

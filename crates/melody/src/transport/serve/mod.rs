@@ -8,13 +8,14 @@
 //! accepted socket (a session batches its writes itself; Nagle's algorithm only delays them).
 //!
 //! ```no_run
-//! use axum::{Router, routing::get};
+//! use axum::{Router, routing::any};
 //! use melody::Melody;
 //!
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
 //! let melody = Melody::new();
-//! let app = Router::new().route("/ws", get(melody.handler()));
+//! // `any`: a GET for an HTTP/1.1 handshake, a CONNECT for an HTTP/2 one.
+//! let app = Router::new().route("/ws", any(melody.handler()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
 //! melody::serve(listener, app).await
 //! # }
@@ -22,47 +23,72 @@
 //!
 //! | limit | default | what happens at the limit |
 //! |---|---|---|
-//! | [`header_read_timeout`](Serve::header_read_timeout) | 10 s | a request head (the first, or the next on a kept-alive connection) not complete in time: the connection is closed |
+//! | [`header_read_timeout`](Serve::header_read_timeout) | 10 s | a connection's first request head not complete in time (HTTP/2: the preface, the settings and the first request's headers), or the next one on a kept-alive HTTP/1.1 connection: the connection is closed |
 //! | [`max_pending`](Serve::max_pending) | 1,024 | connections that have not yet sent a complete request head: the next one waits in the kernel's backlog until one finishes or times out |
-//! | [`max_header_size`](Serve::max_header_size) | 16 KiB | a bigger request line and headers: `431 Request Header Fields Too Large` |
-//! | [`write_timeout`](Serve::write_timeout) | 10 s | a write that makes no progress for this long (a client that stopped reading an HTTP response or an SSE stream): the connection is closed |
+//! | [`max_header_size`](Serve::max_header_size) | 16 KiB | a bigger request line and headers: `431 Request Header Fields Too Large` (HTTP/2: the header list size it announces, RFC 9113 section 6.5.2; a bigger list gets `431` on its stream) |
+//! | [`write_timeout`](Serve::write_timeout) | 10 s | a write that makes no progress for this long (a client that stopped reading an HTTP response or an SSE stream; over HTTP/2, the whole connection): the connection is closed |
+//! | [`max_concurrent_streams`](Serve::max_concurrent_streams) | 100 | HTTP/2 streams open at once on one connection (requests, SSE streams, WebSockets): one more is refused with `REFUSED_STREAM` |
+//! | HTTP/2 keep-alive | 20 s | an HTTP/2 connection silent for 20 s is pinged; no answer within 20 s: the connection is closed |
+//! | HTTP/2 floods | hyper's | more than 20 streams reset by the client before they were served, or 1,024 streams in error: `GOAWAY`. Flow-control windows of 1 MiB per connection bound what a client can make the server buffer; headers split over too many `CONTINUATION` frames end the connection |
 //! | accept errors | | `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`: retried after a pause that doubles from 10 ms to 1 s, never fatal |
 //!
 //! A WebSocket session, once upgraded, leaves these limits behind: its hub's
 //! [`Config`](crate::Config) bounds it (`write_wait`, `pong_wait`, sizes and rates), and the
-//! session reads and writes the TCP socket directly.
+//! session reads and writes the TCP socket directly. Over HTTP/2 a session is one stream of a
+//! connection that goes on serving others, so the connection's limits still apply to it (its
+//! write timeout, keep-alive, and the stream count), and the session's `write_wait` applies to
+//! its stream.
 //!
-//! Each request carries the peer's and the local address as [`RemoteAddr`] and [`LocalAddr`]
-//! extensions (and axum's `ConnectInfo<SocketAddr>` with the `axum` feature), so sessions know
-//! both without `into_make_service_with_connect_info`.
+//! Each request carries the peer's and the local address as [`RemoteAddr`](crate::RemoteAddr)
+//! and [`LocalAddr`](crate::LocalAddr) extensions (and axum's `ConnectInfo<SocketAddr>` with
+//! the `axum` feature), so sessions know both without `into_make_service_with_connect_info`.
 //!
-//! What `serve` does not do: TLS (put a proxy in front, or terminate TLS yourself), limits per
-//! client address (a proxy, a firewall, or a tower layer), and HTTP/2.
+//! # HTTP/2
+//!
+//! A connection that starts with the HTTP/2 preface is served as HTTP/2 (cleartext with prior
+//! knowledge, "h2c"), any other as HTTP/1.1, on the same port. WebSockets open over HTTP/2
+//! with an extended `CONNECT` (RFC 8441), which `serve` enables: many sessions can share one
+//! connection. The route must accept `CONNECT` as well as `GET`
+//! (`get(handler.clone()).connect(handler)`, or `any(handler)`, in axum). Browsers speak
+//! HTTP/2 only over TLS, so they reach `serve` over HTTP/2 only through a proxy that speaks
+//! h2c to it; the `Upgrade: h2c` dance of HTTP/1.1 is not supported. [`Serve::http2`] turns it
+//! off. After its first request, an HTTP/2 connection has no header timeout: the stream limit,
+//! the header list size and hyper's flood guards bound it instead, and an idle one is not
+//! closed while it answers pings.
+//!
+//! | server | HTTP/2 WebSockets |
+//! |---|---|
+//! | `melody::serve` | yes (h2c), as above |
+//! | `axum::serve` | yes with axum's `http2` feature (it enables extended CONNECT), h2c |
+//! | plain hyper | `http2::Builder::enable_connect_protocol()` (hyper-util's `auto::Builder`: `.http2().enable_connect_protocol()`) |
+//!
+//! What `serve` does not do: TLS (put a proxy in front, or terminate TLS yourself), and limits
+//! per client address (a proxy, a firewall, or a tower layer).
 
 use std::{
     error::Error as StdError,
     fmt,
-    future::{Future, IntoFuture, poll_fn},
+    future::{Future, IntoFuture},
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::Duration,
 };
 
 use http::{Request, Response};
-use hyper::{body::Incoming, server::conn::http1};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::{Semaphore, watch},
 };
 
+mod connection;
 mod stream;
 
 pub(crate) use stream::ServeStream;
 
-use super::handshake::{LocalAddr, RemoteAddr};
+use self::connection::Http;
 
 /// Serves `service` (an axum `Router`, or any tower service of hyper requests) on `listener`
 /// with the limits described in the [module docs](mod@crate::serve). Await the returned [`Serve`]
@@ -99,6 +125,8 @@ struct Limits {
     max_header_size: usize,
     write_timeout: Duration,
     nodelay: bool,
+    http2: bool,
+    max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
@@ -109,6 +137,9 @@ impl Default for Limits {
             max_header_size: 16 * 1024,
             write_timeout: Duration::from_secs(10),
             nodelay: true,
+            http2: true,
+            // RFC 9113 section 6.5.2 recommends no fewer than 100.
+            max_concurrent_streams: 100,
         }
     }
 }
@@ -116,7 +147,9 @@ impl Default for Limits {
 impl<S, F> Serve<S, F> {
     /// How long a client has to send a complete request head, counted from when the server
     /// starts waiting for it (at accept, and again after each response on a kept-alive
-    /// connection). Default 10 s. Too late: the connection is closed.
+    /// HTTP/1.1 connection). Default 10 s. Too late: the connection is closed. For an HTTP/2
+    /// connection it bounds the first request only (its preface, settings and headers); the
+    /// ones after it share the connection with streams in progress.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.limits.header_read_timeout = timeout.max(Duration::from_millis(1));
         self
@@ -132,7 +165,9 @@ impl<S, F> Serve<S, F> {
     }
 
     /// Largest request line and headers, in bytes. Default 16 KiB; at least 8 KiB. A bigger
-    /// head gets `431 Request Header Fields Too Large`.
+    /// head gets `431 Request Header Fields Too Large`. Over HTTP/2 it is the announced
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE` (which counts 32 bytes more per header), and a bigger
+    /// header list gets `431` on its stream.
     pub fn max_header_size(mut self, bytes: usize) -> Self {
         self.limits.max_header_size = bytes.max(8 * 1024);
         self
@@ -153,10 +188,28 @@ impl<S, F> Serve<S, F> {
         self
     }
 
+    /// Whether connections that start with the HTTP/2 preface are served as HTTP/2 (h2c with
+    /// prior knowledge, WebSockets over RFC 8441's extended CONNECT). Default `true`. Off, the
+    /// server speaks HTTP/1.1 only and reads nothing ahead of hyper.
+    pub fn http2(mut self, enabled: bool) -> Self {
+        self.limits.http2 = enabled;
+        self
+    }
+
+    /// Most streams an HTTP/2 client may have open at once on one connection: requests in
+    /// progress, SSE streams and WebSockets alike. Default 100; at least 1. The client learns
+    /// the limit when the connection starts; a stream over it is refused (`REFUSED_STREAM`).
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.limits.max_concurrent_streams = streams.max(1);
+        self
+    }
+
     /// Stops accepting when `signal` completes, asks every open HTTP connection to finish its
     /// request in progress and close, and returns once they have. Upgraded WebSocket sessions
     /// are not HTTP connections any more: end them with [`Melody::shutdown`](crate::Melody::shutdown)
-    /// inside `signal` (it also ends SSE streams).
+    /// inside `signal` (it also ends SSE streams). Over HTTP/2 a session is a stream of an
+    /// HTTP connection, which takes no new streams from then on but ends only after its
+    /// sessions: one more reason to shut the hub down inside `signal`.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -243,10 +296,7 @@ where
         let mut signal = std::pin::pin!(signal);
         let pending = Arc::new(Semaphore::new(limits.max_pending));
         let (stop, stopping) = watch::channel(false);
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_header_size(limits.max_header_size);
+        let http = Arc::new(Http::new(&limits));
         let mut pause = ACCEPT_PAUSE_MIN;
         loop {
             let permit = tokio::select! {
@@ -260,18 +310,14 @@ where
             match accepted {
                 Ok((tcp, remote)) => {
                     pause = ACCEPT_PAUSE_MIN;
-                    let connection = Connection {
-                        service: service.clone(),
-                        remote,
-                        local: tcp.local_addr().ok(),
-                        pending: Mutex::new(Some(permit)),
-                    };
-                    tokio::spawn(serve_connection(
+                    connection::spawn(
                         http.clone(),
                         prepare(tcp, &limits),
-                        connection,
+                        service.clone(),
+                        remote,
+                        permit,
                         stopping.clone(),
-                    ));
+                    );
                 }
                 // The peer gave up before we got to it: nothing to wait for.
                 Err(error) if is_connection_error(&error) => {}
@@ -298,13 +344,13 @@ where
 
 /// An accepted socket, ready for hyper: `TCP_NODELAY` set (a session batches its writes
 /// itself, so Nagle's algorithm would only hold each batch back), writes watched.
-fn prepare(tcp: TcpStream, limits: &Limits) -> TokioIo<ServeStream> {
+fn prepare(tcp: TcpStream, limits: &Limits) -> ServeStream {
     if limits.nodelay {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     }
-    TokioIo::new(ServeStream::new(tcp, limits.write_timeout))
+    ServeStream::new(tcp, limits.write_timeout)
 }
 
 fn is_connection_error(error: &io::Error) -> bool {
@@ -314,80 +360,6 @@ fn is_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
-}
-
-/// Serves one HTTP connection to its end, or to its upgrade.
-async fn serve_connection<S, B>(
-    http: http1::Builder,
-    io: TokioIo<ServeStream>,
-    connection: Connection<S>,
-    mut stopping: watch::Receiver<bool>,
-) where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
-    let conn = http.serve_connection(io, connection).with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let graceful = tokio::select! {
-        result = conn.as_mut() => return report(result),
-        // An error: the server future itself was dropped, without a graceful shutdown. Go on
-        // serving, as any spawned connection would.
-        stop = stopping.wait_for(|stop| *stop) => stop.is_ok(),
-    };
-    if graceful {
-        conn.as_mut().graceful_shutdown();
-    }
-    report(conn.await);
-}
-
-fn report(result: Result<(), hyper::Error>) {
-    if let Err(error) = result {
-        tracing::debug!(%error, "http connection ended with an error");
-    }
-}
-
-/// The service of one connection: adds the addresses to each request and releases the
-/// connection's pending slot once its first request head has arrived.
-struct Connection<S> {
-    service: S,
-    remote: SocketAddr,
-    local: Option<SocketAddr>,
-    /// Held until the first request head is read: see [`Serve::max_pending`].
-    pending: Mutex<Option<OwnedSemaphorePermit>>,
-}
-
-type ResponseFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
-
-impl<S, B> hyper::service::Service<Request<Incoming>> for Connection<S>
-where
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<B>;
-    type Error = S::Error;
-    type Future = ResponseFuture<B, S::Error>;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.take();
-        }
-        let extensions = req.extensions_mut();
-        extensions.insert(RemoteAddr(self.remote));
-        if let Some(local) = self.local {
-            extensions.insert(LocalAddr(local));
-        }
-        #[cfg(feature = "axum")]
-        extensions.insert(::axum::extract::ConnectInfo(self.remote));
-        let mut service = self.service.clone();
-        Box::pin(async move {
-            poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(req).await
-        })
-    }
 }
 
 #[cfg(test)]
@@ -408,13 +380,13 @@ mod tests {
         let (server, _client) = pair().await;
         assert!(!server.nodelay().unwrap());
         let io = prepare(server, &Limits::default());
-        assert!(io.inner().tcp.nodelay().unwrap());
+        assert!(io.tcp.nodelay().unwrap());
 
         let (server, _client) = pair().await;
         let limits = Limits {
             nodelay: false,
             ..Limits::default()
         };
-        assert!(!prepare(server, &limits).inner().tcp.nodelay().unwrap());
+        assert!(!prepare(server, &limits).tcp.nodelay().unwrap());
     }
 }
