@@ -13,11 +13,13 @@
 mod process;
 
 use std::env;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use process::{ExampleServer, example_binary, missing_browser_tooling, run_with_timeout};
+use process::{
+    ExampleServer, example_binary, missing_browser_tooling, node_scripts_dir, prerequisites_met,
+    run_with_timeout,
+};
 
 /// How long a browser script may run before it is killed.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -71,16 +73,11 @@ fn run_browser_test(example: &str) {
 /// As [`run_browser_test`], with extra environment for the example and extra script arguments.
 fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&str]) {
     let binary = example_binary(example);
-    if let Some(reason) = missing_browser_tooling(&browser_dir()) {
-        assert!(
-            env::var("MELODY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
-            "browser test prerequisite missing (MELODY_TEST_REQUIRE_ALL=1): {reason}"
-        );
-        // Straight to stderr, past the test harness's capture, so a skip shows in every log.
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!("skipping browser test {example}: {reason}\n"),
-        );
+    let browser_dir = node_scripts_dir();
+    if !prerequisites_met(
+        &format!("browser test {example}"),
+        missing_browser_tooling(&browser_dir),
+    ) {
         return;
     }
 
@@ -91,13 +88,13 @@ fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&st
     });
     let url = server.wait_for_url();
 
-    let script = browser_dir().join(format!("{example}.mjs"));
+    let script = browser_dir.join(format!("{example}.mjs"));
     let run = run_with_timeout(
         Command::new("node")
             .arg(&script)
             .arg(&url)
             .args(extra_args)
-            .current_dir(browser_dir()),
+            .current_dir(&browser_dir),
         SCRIPT_TIMEOUT,
     );
     assert!(
@@ -112,11 +109,4 @@ fn run_browser_test_with(example: &str, envs: &[(&str, &str)], extra_args: &[&st
         run.stderr.trim_end(),
         server.output_so_far(),
     );
-}
-
-/// The folder holding the playwright-core scripts and their `node_modules`.
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("browser")
 }

@@ -63,7 +63,10 @@ impl Compression {
 
     /// Every message compressed on its own (`server_no_context_takeover`), and clients asked
     /// to do the same (`client_no_context_takeover`): one compression per message however
-    /// many sessions it goes to, and no compression state kept per session.
+    /// many sessions it goes to, and no compression state kept per session. Browsers and
+    /// most clients accept that answer; a client configured to insist on keeping its own
+    /// context (Node `ws` with `clientNoContextTakeover: false`) fails the handshake and needs
+    /// a [`dedicated`](Self::dedicated) hub.
     #[must_use]
     pub const fn shared() -> Self {
         Self {

@@ -39,7 +39,7 @@ pub(crate) fn register() {
     describe_counter!(
         COMPRESSIONS,
         Unit::Count,
-        "message payloads compressed (permessage-deflate); a shared-mode broadcast counts once"
+        "payloads run through the compressor (permessage-deflate); a shared-mode broadcast counts once"
     );
     describe_counter!(
         WIRE_BYTES_OUT,

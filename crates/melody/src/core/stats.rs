@@ -147,7 +147,7 @@ impl Counters {
 /// | `melody_messages_sent_total` | counter | data messages written and flushed |
 /// | `melody_sent_bytes_total` | counter | payload bytes written and flushed |
 /// | `melody_sent_wire_bytes_total` | counter | payload bytes as written: compressed where they were |
-/// | `melody_compressions_total` | counter | payloads compressed (a shared-mode broadcast counts once) |
+/// | `melody_compressions_total` | counter | payloads run through the compressor (a shared-mode broadcast counts once) |
 /// | `melody_messages_dropped_total` | counter | messages dropped on a full queue |
 /// | `melody_rejections_total{reason}` | counter | refusals; `reason` is one of the [`Rejections`] field names |
 ///
@@ -170,8 +170,10 @@ pub struct Stats {
     /// Payload bytes written and flushed as they went on the wire: compressed where they were
     /// (permessage-deflate), so `bytes_out / wire_bytes_out` is the compression ratio.
     pub wire_bytes_out: u64,
-    /// Payloads compressed. With [`Compression::shared`](crate::Compression::shared) a message
-    /// sent to many sessions counts once; with `dedicated`, once per session.
+    /// Payloads run through the compressor (permessage-deflate), including those that did not
+    /// get smaller and went out as they were. With
+    /// [`Compression::shared`](crate::Compression::shared) a message sent to many sessions
+    /// counts once; with `dedicated`, once per session. A measure of compression work.
     pub compressions: u64,
     /// Messages dropped because a session's queue was full.
     pub dropped: u64,

@@ -39,11 +39,16 @@ export async function waitUntil(page, what, predicate, arg) {
   }
 }
 
-/** Opens `url` in a fresh browser context (a separate visitor) and waits for status "open". */
-export async function openVisitor(browser, url, label) {
+/**
+ * Opens `url` in a fresh browser context (a separate visitor) and waits for status "open".
+ * `beforeLoad(page)`, if given, runs before the page is loaded (to add init scripts such as
+ * `recordWebSockets`).
+ */
+export async function openVisitor(browser, url, label, { beforeLoad } = {}) {
   const context = await browser.newContext();
   context.setDefaultTimeout(STEP_TIMEOUT_MS);
   const page = await context.newPage();
+  if (beforeLoad) await beforeLoad(page);
   const pageErrors = [];
   page.on('pageerror', (err) => pageErrors.push(err));
   page.on('console', (msg) => {
@@ -56,6 +61,27 @@ export async function openVisitor(browser, url, label) {
   await waitUntil(page, `page ${label} to show status "open"`, () =>
     document.getElementById('status')?.textContent.trim() === 'open');
   return { label, context, page, pageErrors };
+}
+
+/**
+ * Makes every WebSocket that `page`'s own scripts open reachable from the test, as
+ * `window.__melodyTestSockets`, so that what the browser negotiated for the page's connection
+ * (`extensions`, `protocol`) can be read: pages keep their socket in a closure. The page's
+ * `WebSocket` becomes a subclass that only records its instances, so the page behaves as it
+ * does for users.
+ */
+export async function recordWebSockets(page) {
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    const sockets = [];
+    window.__melodyTestSockets = sockets;
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        sockets.push(this);
+      }
+    };
+  });
 }
 
 /** Fails if any page raised an uncaught JavaScript error. */

@@ -1,6 +1,8 @@
 //! Child processes for the end-to-end tests: example servers started on a free port (their
-//! URL read from what they print), and commands run with captured output and a time limit.
-//! Shared by `tests/browser.rs` and the `melody-cluster` crate's tests (through `#[path]`).
+//! URL read from what they print), commands run with captured output and a time limit, and
+//! the checks that the Node.js tooling they drive is installed.
+//! Shared by `tests/browser.rs`, `tests/deflate_interop.rs` and the `melody-cluster` crate's
+//! tests (through `#[path]`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::env;
@@ -14,9 +16,22 @@ use std::time::{Duration, Instant};
 /// Chromium executable used when the `CHROMIUM` environment variable is unset.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Why the browser tooling cannot run (Node.js, Chromium, playwright-core installed in
-/// `browser_dir`), or `None` when it is all there.
-pub fn missing_browser_tooling(browser_dir: &Path) -> Option<String> {
+/// The folder of the Node.js test scripts (`tests/browser/` of the melody crate) and their
+/// `node_modules`. Written from the manifest folder's parent so that it also holds in a sibling
+/// crate that includes this module.
+pub fn node_scripts_dir() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .unwrap_or(manifest_dir)
+        .join("melody")
+        .join("tests")
+        .join("browser")
+}
+
+/// Why Node.js scripts using `packages` cannot run from `scripts_dir` (no `node` on `PATH`, or
+/// a package not installed by `npm ci`), or `None` when they can.
+pub fn missing_node_packages(scripts_dir: &Path, packages: &[&str]) -> Option<String> {
     let node_runs = Command::new("node")
         .arg("--version")
         .stdin(Stdio::null())
@@ -27,6 +42,21 @@ pub fn missing_browser_tooling(browser_dir: &Path) -> Option<String> {
     if !node_runs {
         return Some("`node` was not found on PATH".to_owned());
     }
+    packages.iter().find_map(|package| {
+        let installed = scripts_dir.join("node_modules").join(package);
+        (!installed.is_dir()).then(|| {
+            format!(
+                "{} is missing (run `npm ci` in {})",
+                installed.display(),
+                scripts_dir.display()
+            )
+        })
+    })
+}
+
+/// Why the browser tooling cannot run (Node.js, Chromium, playwright-core installed in
+/// `browser_dir`), or `None` when it is all there.
+pub fn missing_browser_tooling(browser_dir: &Path) -> Option<String> {
     let chromium =
         env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
     if !chromium.is_file() {
@@ -35,15 +65,27 @@ pub fn missing_browser_tooling(browser_dir: &Path) -> Option<String> {
             chromium.display()
         ));
     }
-    let playwright = browser_dir.join("node_modules").join("playwright-core");
-    if !playwright.is_dir() {
-        return Some(format!(
-            "{} is missing (run `npm ci` in {})",
-            playwright.display(),
-            browser_dir.display()
-        ));
-    }
-    None
+    missing_node_packages(browser_dir, &["playwright-core"])
+}
+
+/// Whether a test whose prerequisites were checked (`missing`, from one of the `missing_*`
+/// functions) may go on. When something is missing it may not: the test is skipped with the
+/// reason printed, or fails if `MELODY_TEST_REQUIRE_ALL` is `1` (as in CI, where nothing may
+/// be skipped unnoticed).
+pub fn prerequisites_met(test: &str, missing: Option<String>) -> bool {
+    let Some(reason) = missing else {
+        return true;
+    };
+    assert!(
+        env::var("MELODY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+        "{test}: prerequisite missing (MELODY_TEST_REQUIRE_ALL=1): {reason}"
+    );
+    // Straight to stderr, past the test harness's capture, so a skip shows in every log.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("skipping {test}: {reason}\n"),
+    );
+    false
 }
 
 /// How long an example may take to print its URL.
@@ -72,7 +114,12 @@ pub fn example_binary(name: &str) -> PathBuf {
 
 /// Returns the first `http://` URL in `line`, up to the next whitespace.
 pub fn extract_url(line: &str) -> Option<&str> {
-    let start = line.find("http://")?;
+    extract_url_with_scheme(line, "http")
+}
+
+/// Returns the first `<scheme>://` URL in `line`, up to the next whitespace.
+pub fn extract_url_with_scheme<'a>(line: &'a str, scheme: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{scheme}://"))?;
     let rest = &line[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     Some(&rest[..end])
@@ -128,12 +175,18 @@ impl ExampleServer {
 
     /// Waits for the first stdout line containing an `http://` URL and returns that URL.
     pub fn wait_for_url(&mut self) -> String {
+        self.wait_for_url_with_scheme("http")
+    }
+
+    /// Waits for the first stdout line containing a `<scheme>://` URL and returns that URL
+    /// (`ws` for a server that prints its WebSocket address).
+    pub fn wait_for_url_with_scheme(&mut self, scheme: &str) -> String {
         let deadline = Instant::now() + URL_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(OutputLine::Stdout(line)) => {
-                    let url = extract_url(&line).map(str::to_owned);
+                    let url = extract_url_with_scheme(&line, scheme).map(str::to_owned);
                     self.seen.push(line);
                     if let Some(url) = url {
                         return url;
@@ -143,14 +196,14 @@ impl ExampleServer {
                 Err(RecvTimeoutError::Timeout) => {
                     let output = self.output_so_far();
                     panic!(
-                        "{} printed no http:// URL on stdout within {URL_TIMEOUT:?}; output:\n{output}",
+                        "{} printed no {scheme}:// URL on stdout within {URL_TIMEOUT:?}; output:\n{output}",
                         self.label
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let (status, output) = (self.exit_status(), self.output_so_far());
                     panic!(
-                        "{} exited ({status}) before printing an http:// URL; output:\n{output}",
+                        "{} exited ({status}) before printing a {scheme}:// URL; output:\n{output}",
                         self.label
                     )
                 }
