@@ -1,6 +1,6 @@
 //! The byte stream under a session: the TCP stream itself when the server is hyper over TCP
-//! (axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream (an HTTP/2
-//! stream, for one: its writes are gathered by `coalesce.rs`); and [`Socket`], the WebSocket
+//! (`melody::serve`, axum's `serve`, hyper's `serve_connection`), else hyper's upgraded stream
+//! (an HTTP/2 stream, for one: its writes are gathered by `coalesce.rs`); and [`Socket`], the WebSocket
 //! connection on top of it.
 //!
 //! Reads go through a buffer on the stack into [`FrameReader`]; writes are vectored, straight
@@ -29,7 +29,7 @@ use crate::protocol::{
     message::Message,
 };
 use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use hyper_util::{rt::TokioIo, server::conn::auto};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -62,9 +62,17 @@ impl Io {
                     inner: Inner::Tcp(parts.io.into_inner().into_tcp()),
                     prefix: leftover(&parts.read_buf),
                 },
-                Err(upgraded) => Self {
-                    prefix: Bytes::new(),
-                    inner: Inner::Upgraded(Box::new(Coalesce::new(TokioIo::new(upgraded)))),
+                // Served by hyper-util's version-detecting builder (`axum::serve`), which wraps
+                // the stream in a type of its own: taken back the same way.
+                Err(upgraded) => match auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
+                    Ok(parts) => Self {
+                        inner: Inner::Tcp(without_nagle(parts.io.into_inner())),
+                        prefix: leftover(&parts.read_buf),
+                    },
+                    Err(upgraded) => Self {
+                        prefix: Bytes::new(),
+                        inner: Inner::Upgraded(Box::new(Coalesce::new(TokioIo::new(upgraded)))),
+                    },
                 },
             },
         }
