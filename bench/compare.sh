@@ -3,8 +3,8 @@
 # server and (when Node and npm are present) a Node `ws` server, with the server pinned to one
 # core and the load generator to another, and writes docs/BENCHMARKS.md.
 #
-#   bash bench/compare.sh            # full run, about 15 minutes
-#   QUICK=1 bash bench/compare.sh    # shorter holds and durations, about 6 minutes
+#   bash bench/compare.sh            # full run, about 22 minutes
+#   QUICK=1 bash bench/compare.sh    # shorter holds and durations, about 8 minutes
 #
 # The memory scenarios (idle, churn) run once per server, and topic churn once against
 # melody's `rooms` example. The throughput scenarios (fan-out, echo) run in ROUNDS rounds that
@@ -12,11 +12,19 @@
 # median round: on a shared or noisy machine the speed drifts over minutes, and alternating
 # keeps that drift out of the ratios.
 #
+# The compression section (COMPRESSION=1) runs, in each round, melody's fan-out of 4 KiB and
+# 64-byte JSON to 1,000 subscribers with and without permessage-deflate (`--deflate`) on one
+# fresh `chat` server (MAX_MESSAGE_SIZE=65536 in its environment: the 4 KiB messages are over
+# its default limit), and idle connections that negotiated compression on a fresh server; Node
+# `ws` with `perMessageDeflate` does the same once. About 7 minutes of the full run (2 with
+# QUICK).
+#
 # Environment:
 #   QUICK=1            shorter runs
 #   SERVER_CPU=1       core for the server       LOAD_CPU=0   core for the load generator
 #   PORT=17300         first port to try (the next free one is used)
 #   NODE=0             skip the Node `ws` server (it runs one round only: it is far slower)
+#   COMPRESSION=0      skip the compression section
 #   ROUNDS=3           rounds of the throughput scenarios
 #   IDLE_CONNS=15000   connections held in the idle scenario
 #   IDLE_HOLD, FANOUT_SECS, RATE_SECS, ECHO_SECS, CHURN_SECS   override durations (seconds)
@@ -53,6 +61,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 PORT=${PORT:-17300}
 NODE=${NODE:-1}
+COMPRESSION=${COMPRESSION:-1}
 QUIET_BUSY=${QUIET_BUSY:-25}
 if [[ "$QUICK" == 1 ]]; then QUIET_WAIT=${QUIET_WAIT:-3}; else QUIET_WAIT=${QUIET_WAIT:-10}; fi
 OUT=${OUT:-docs/BENCHMARKS.md}
@@ -190,6 +199,35 @@ broadcast_suite() {
         --rate 20 --messages $((20 * RATE_SECS)) --pid @PID@
 }
 
+# compression_suite SERVER URL_PATH: fan-out of 4 KiB and 64-byte JSON to 1,000 subscribers,
+# uncompressed and with permessage-deflate, against the running server; both read by the
+# generator's raw client (`--raw` does not offer compression), so that only the negotiation
+# differs. Which of the two runs first alternates with the round, so that drift does not
+# favour one.
+compression_suite() {
+    local server=$1 path=$2 size name variant
+    local variants=(raw deflate)
+    if (((${ROUND:-1} % 2) == 0)); then variants=(deflate raw); fi
+    for size in 4096 64; do
+        name=json4k
+        [[ $size == 64 ]] && name=json64
+        for variant in "${variants[@]}"; do
+            local suffix=
+            [[ $variant == deflate ]] && suffix=-deflate
+            load "$server" "fanout-1k-$name$suffix" "$path" fanout --subscribers 1000 \
+                --publishers 1 --size "$size" --payload json --messages 10000000 \
+                --duration "$FANOUT_SECS" "--$variant" --pid @PID@
+        done
+    done
+}
+
+# idle_deflate SERVER URL_PATH: idle connections that negotiated permessage-deflate, against the
+# running (fresh) server.
+idle_deflate() {
+    load "$1" idle-deflate "$2" idle --deflate --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" \
+        --pid @PID@
+}
+
 # echo_suite SERVER URL_PATH: the echo scenarios against the running echo server.
 echo_suite() {
     local server=$1 path=$2
@@ -208,6 +246,8 @@ WS_PATH[melody]=/ws
 BROADCAST_CMD[floor]="$BENCH floor-server --mode broadcast"
 ECHO_CMD[floor]="$BENCH floor-server --mode echo"
 WS_PATH[floor]=/
+# The compression runs' chat server: 4 KiB messages are over the default 512-byte limit.
+COMPRESS_CMD=(env MAX_MESSAGE_SIZE=65536 "$CHAT")
 
 # run_memory SERVER / run_round SERVER: one server's memory scenarios, or one round of its
 # throughput scenarios, each on a fresh server process.
@@ -234,6 +274,10 @@ run_round() {
 }
 
 for server in "${SERVERS[@]}"; do run_memory "$server"; done
+if [[ "$COMPRESSION" == 1 ]] && start_server melody-compress "${COMPRESS_CMD[@]}"; then
+    idle_deflate melody /ws
+    stop_server
+fi
 # Topic churn: melody only (the floor and Node servers have no topics).
 if start_server melody-rooms "$ROOMS"; then
     load melody topic-churn / topic-churn --duration "$CHURN_SECS" --pid @PID@
@@ -241,6 +285,10 @@ if start_server melody-rooms "$ROOMS"; then
 fi
 for ROUND in $(seq "$ROUNDS"); do
     for server in "${SERVERS[@]}"; do run_round "$server"; done
+    if [[ "$COMPRESSION" == 1 ]] && start_server melody-compress "${COMPRESS_CMD[@]}"; then
+        compression_suite melody /ws
+        stop_server
+    fi
 done
 ROUND=
 
@@ -270,7 +318,11 @@ for server in "${SERVERS[@]}"; do
     keep_median "$server" echo-1x32 msgs_per_sec
     keep_median "$server" echo-50x4 msgs_per_sec
 done
-NOTES+=("Throughput scenarios: median of $ROUNDS rounds that alternate melody and floor (each round's JSON is kept as \`*.roundN.json\`); idle and churn: one run each.")
+for scenario in fanout-1k-json4k fanout-1k-json64; do
+    keep_median melody "$scenario" server_cpu_us_per_delivery
+    keep_median melody "$scenario-deflate" server_cpu_us_per_delivery
+done
+NOTES+=("Throughput scenarios: median of $ROUNDS rounds that alternate melody and floor (each round's JSON is kept as \`*.roundN.json\`; for the compression section, the round with the median server CPU per delivery); idle and churn: one run each.")
 
 # Node ws (optional)
 node_skip() {
@@ -290,7 +342,12 @@ else
 const { WebSocketServer } = require('ws');
 const [host, port] = (process.env.ADDR || '127.0.0.1:5000').split(':');
 const mode = process.argv[2] || 'broadcast';
-const wss = new WebSocketServer({ host, port: Number(port), maxPayload: 16 << 20, perMessageDeflate: false });
+// DEFLATE=1: permessage-deflate as melody's shared mode negotiates it (no context takeover,
+// level 1, nothing under 256 bytes), but compressed for each recipient, as ws does.
+const perMessageDeflate = process.env.DEFLATE === '1'
+  ? { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 256, zlibDeflateOptions: { level: 1 } }
+  : false;
+const wss = new WebSocketServer({ host, port: Number(port), maxPayload: 16 << 20, perMessageDeflate });
 wss.on('connection', (ws) => {
   ws.on('error', () => {});
   ws.on('message', (data, isBinary) => {
@@ -319,6 +376,16 @@ EOF
         if start_server node-echo node "$NODE_DIR/server.js" echo; then
             echo_suite node /
             stop_server
+        fi
+        if [[ "$COMPRESSION" == 1 ]]; then
+            if start_server node-deflate env DEFLATE=1 node "$NODE_DIR/server.js" broadcast; then
+                idle_deflate node /
+                stop_server
+            fi
+            if start_server node-deflate env DEFLATE=1 node "$NODE_DIR/server.js" broadcast; then
+                compression_suite node /
+                stop_server
+            fi
         fi
     else
         node_skip "\`npm install ws\` failed"

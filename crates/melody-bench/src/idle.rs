@@ -1,5 +1,9 @@
 //! Idle: open N connections, hold them (reading, so pings are answered), and watch the server's
 //! resident memory before, during and after; reports bytes per idle connection.
+//!
+//! With `deflate`, the connections are raw clients that offer permessage-deflate as a browser
+//! does ([`crate::client::RawWs`]): the RSS per idle *compressing* session, to compare with an
+//! uncompressed run against the same server.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -7,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::client::{Client, RawOptions};
 use crate::common::{
-    Connector, CpuMeter, CpuUsage, Ws, connect_many, fmt_bytes, rss_bytes, settle_rss,
+    Connector, CpuMeter, CpuUsage, connect_clients, fmt_bytes, rss_bytes, settle_rss,
 };
 
 /// Parameters of an idle run.
@@ -30,6 +34,8 @@ pub struct IdleOptions {
     pub connect_concurrency: usize,
     /// Interval between RSS samples during the hold.
     pub sample_every: Duration,
+    /// Offer permessage-deflate (raw clients) instead of connecting with tokio-websockets.
+    pub deflate: bool,
 }
 
 impl IdleOptions {
@@ -42,6 +48,7 @@ impl IdleOptions {
             pid: None,
             connect_concurrency: 64,
             sample_every: Duration::from_secs(2),
+            deflate: false,
         }
     }
 }
@@ -59,6 +66,10 @@ pub struct IdleReport {
     pub connections_requested: usize,
     /// Connections made.
     pub connected: usize,
+    /// Whether the connections offered permessage-deflate.
+    pub deflate: bool,
+    /// Connections whose handshake agreed to permessage-deflate.
+    pub compressed_connections: usize,
     /// Failed connection attempts by kind.
     pub connect_errors: BTreeMap<String, u64>,
     /// Seconds to connect them all.
@@ -90,11 +101,16 @@ impl IdleReport {
     pub fn summary(&self) -> String {
         let rss = |v: Option<u64>| v.map_or_else(|| "n/a".to_owned(), fmt_bytes);
         format!(
-            "idle {url}: {conn}/{req} connected in {ct:.1}s ({errs} errors), held {hold:.0}s, {open} still open, {pings} pings\n  \
+            "idle {url}: {conn}/{req} connected{deflate} in {ct:.1}s ({errs} errors), held {hold:.0}s, {open} still open, {pings} pings\n  \
              server RSS before {b}, connected {c}, during max {d}, after {a}; {per} per connection\n  {cpu}",
             url = self.url,
             conn = self.connected,
             req = self.connections_requested,
+            deflate = if self.deflate {
+                format!(" ({} with permessage-deflate)", self.compressed_connections)
+            } else {
+                String::new()
+            },
             ct = self.connect_seconds,
             errs = self.connect_errors.values().sum::<u64>(),
             hold = self.hold_s,
@@ -132,13 +148,20 @@ pub async fn run(opts: &IdleOptions) -> io::Result<IdleReport> {
 
     let connect_start = Instant::now();
     let mut tasks = Vec::with_capacity(opts.connections);
-    let connect_errors = connect_many(
+    let mut compressed_connections = 0;
+    let raw = opts.deflate.then_some(RawOptions {
+        offer_deflate: true,
+        inflate_cache: false,
+    });
+    let connect_errors = connect_clients(
         &connector,
         opts.connections,
         opts.connect_concurrency,
         Duration::from_secs(10),
+        raw,
         |_, ws| {
             shared.open.fetch_add(1, Ordering::SeqCst);
+            compressed_connections += usize::from(ws.compressed());
             tasks.push(tokio::spawn(hold(ws, shared.clone())));
         },
     )
@@ -188,6 +211,8 @@ pub async fn run(opts: &IdleOptions) -> io::Result<IdleReport> {
         pid: opts.pid,
         connections_requested: opts.connections,
         connected,
+        deflate: opts.deflate,
+        compressed_connections,
         connect_errors,
         connect_seconds,
         hold_s,
@@ -203,9 +228,9 @@ pub async fn run(opts: &IdleOptions) -> io::Result<IdleReport> {
     })
 }
 
-/// Keeps reading one connection (tokio-websockets answers pings while it is polled) until the
-/// server closes it or the run stops; then drops it.
-async fn hold(mut ws: Ws, shared: Arc<Shared>) {
+/// Keeps reading one connection (both clients answer pings while polled) until the server
+/// closes it or the run stops; then drops it.
+async fn hold(mut ws: Client, shared: Arc<Shared>) {
     let stop = shared.stop.notified();
     tokio::pin!(stop);
     stop.as_mut().enable();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use melody_bench::{churn, common, echo, fanout, floor, idle, report, topics};
+use melody_bench::{churn, common, echo, fanout, floor, idle, payload, report, topics};
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
 /// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
@@ -105,6 +105,22 @@ struct FanoutArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// What fills a message after its header: `x` padding, or JSON-like chat events (which
+    /// compress like real traffic).
+    #[arg(long, value_enum, default_value_t = payload::Payload::Padded)]
+    payload: payload::Payload,
+    /// Subscribers offer permessage-deflate as browsers do (a raw client that inflates what
+    /// arrives compressed); publishers stay uncompressed.
+    #[arg(long)]
+    deflate: bool,
+    /// Subscribers use the raw client of --deflate without offering compression: the
+    /// uncompressed twin of a --deflate run, read by the same code.
+    #[arg(long, conflicts_with = "deflate")]
+    raw: bool,
+    /// With --deflate: inflate every delivery, as a browser does, instead of looking a payload
+    /// identical to one just inflated (the same broadcast) up in the generator's cache.
+    #[arg(long, requires = "deflate")]
+    inflate_every: bool,
     /// Messages a publisher may run ahead of the slowest subscriber (unlimited mode).
     #[arg(long, default_value_t = 64)]
     window: u64,
@@ -159,6 +175,9 @@ struct IdleArgs {
     /// Handshakes in flight while connecting.
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
+    /// Offer permessage-deflate as browsers do (raw clients): RSS per idle compressing session.
+    #[arg(long)]
+    deflate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +278,10 @@ fn main() -> io::Result<()> {
                 messages: a.messages,
                 rate: (a.rate > 0.0).then_some(a.rate),
                 size: a.size,
+                payload: a.payload,
+                deflate: a.deflate,
+                raw: a.raw,
+                inflate_cache: !a.inflate_every,
                 window: a.window,
                 duration: a.duration.map(secs),
                 connect_concurrency: a.connect_concurrency,
@@ -284,6 +307,7 @@ fn main() -> io::Result<()> {
             opts.hold = secs(a.hold);
             opts.pid = a.pid;
             opts.connect_concurrency = a.connect_concurrency;
+            opts.deflate = a.deflate;
             let report = runtime(a.common.threads)?.block_on(idle::run(&opts))?;
             emit(report.summary(), &report, a.common.json.as_deref())
         }

@@ -143,3 +143,18 @@ async fn connection_refused_is_counted_not_fatal() {
         report.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deflate_declined_reads_uncompressed() {
+    // The floor server does not answer the offer: the raw client reads plain frames.
+    let addr = start_floor(floor::Mode::Broadcast, None).await;
+    let mut opts = fanout_opts(addr);
+    opts.deflate = true;
+    opts.size = 1024;
+    let report = bounded(fanout::run(&opts)).await.unwrap();
+    assert_eq!(report.compressed_subscribers, 0, "{}", report.summary());
+    assert_eq!(report.deliveries, 4000, "{}", report.summary());
+    assert_eq!(report.lost, 0);
+    assert_eq!(report.wire_bytes_per_delivery, 1024.0);
+    assert_eq!(report.compression_ratio, Some(1.0));
+}

@@ -9,7 +9,8 @@
 //! many over one connection. It speaks the subprotocol `chat`: a client offering
 //! `x-unknown, chat` gets `chat`, and a client offering none still connects. Pages
 //! that offer permessage-deflate (every browser does) get compressed messages, each compressed
-//! once however many pages it goes to.
+//! once however many pages it goes to. Messages may be up to 512 bytes (Go melody's default),
+//! or `MAX_MESSAGE_SIZE` bytes (the benchmarks send 4 KiB).
 
 use axum::{
     Router,
@@ -27,9 +28,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     // Browsers offer permessage-deflate: a message is compressed once for every page.
-    let config = Config::default()
+    let mut config = Config::default()
         .subprotocols(["chat"])
         .compression(Compression::shared());
+    // Go melody's 512-byte limit by default; the benchmarks send bigger messages.
+    if let Ok(bytes) = std::env::var("MAX_MESSAGE_SIZE") {
+        config = config.max_message_size(bytes.parse().expect("MAX_MESSAGE_SIZE: a byte count"));
+    }
     let melody = Melody::with_config(config);
     melody.on_text(|session, text| {
         let _ = session.melody().all().send(text);

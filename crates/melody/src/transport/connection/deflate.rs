@@ -51,6 +51,11 @@ impl Outbound {
     /// compression in `counters`.
     pub(super) fn prepare(&mut self, batch: &VecDeque<Message>, counters: &Counters) {
         self.wire.clear();
+        // Most batches of a chat are short messages: nothing to compress, nothing to record
+        // (an empty `wire` sends every message as it is).
+        if batch.iter().all(|message| message.len() < self.min_size) {
+            return;
+        }
         for message in batch {
             let compressed = self.compress(message, counters);
             self.wire.push(compressed);

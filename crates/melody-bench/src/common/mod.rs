@@ -1,173 +1,21 @@
-//! Pieces shared by the load generators: connecting from many loopback source addresses,
-//! reading a process's RSS, latency histograms and error classification.
+//! Pieces shared by the load generators: connecting from many loopback source addresses
+//! ([`connect`]), reading a process's RSS and CPU time, latency histograms and error
+//! classification.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_websockets::{ClientBuilder, Limits, WebSocketStream};
 
-/// A client WebSocket connection as the generators use it.
-pub type Ws = WebSocketStream<TcpStream>;
+pub mod connect;
 
-/// How many connections share one loopback source address before the next one is used.
-///
-/// The ephemeral port range is about 28,000 ports per source address; 20,000 leaves room for
-/// sockets in `TIME_WAIT`.
-pub const CONNECTIONS_PER_SOURCE: u64 = 20_000;
-
-/// Raises this process's open-files soft limit to its hard limit; returns the new soft limit.
-///
-/// # Errors
-///
-/// Fails when `getrlimit`/`setrlimit` fails.
-pub fn raise_nofile_limit() -> io::Result<u64> {
-    rlimit::increase_nofile_limit(u64::MAX)
-}
-
-/// Opens WebSocket client connections to one URL, spreading them over the loopback source
-/// addresses 127.0.0.1, 127.0.0.2, … (rotating every [`CONNECTIONS_PER_SOURCE`] connections)
-/// when the target is a loopback IPv4 address.
-#[derive(Debug)]
-pub struct Connector {
-    uri: String,
-    target: SocketAddr,
-    rotate_sources: bool,
-    counter: AtomicU64,
-}
-
-/// Why a connection attempt failed, as the reports count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ConnectErrorKind {
-    /// The TCP connect was refused.
-    Refused,
-    /// Any other error while binding or connecting the TCP socket.
-    Tcp,
-    /// The HTTP upgrade failed.
-    Handshake,
-    /// The connect or handshake did not finish in time.
-    Timeout,
-}
-
-impl ConnectErrorKind {
-    /// The name used in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Refused => "connect_refused",
-            Self::Tcp => "connect_other",
-            Self::Handshake => "handshake",
-            Self::Timeout => "connect_timeout",
-        }
-    }
-}
-
-impl Connector {
-    /// Resolves `url` (`ws://host:port/path`) once.
-    ///
-    /// # Errors
-    ///
-    /// Fails when the URL is not `ws://`, has no host, or the host does not resolve.
-    pub fn new(url: &str) -> io::Result<Self> {
-        let invalid =
-            |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {url}"));
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| invalid("only ws:// URLs are supported"))?;
-        let authority = rest.split('/').next().unwrap_or_default();
-        if authority.is_empty() {
-            return Err(invalid("no host in URL"));
-        }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
-        };
-        let target = with_port
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| invalid("host does not resolve"))?;
-        let rotate_sources = matches!(target.ip(), IpAddr::V4(ip) if ip.is_loopback());
-        // Validate the URI once so that per-connection failures are only network failures.
-        ClientBuilder::new()
-            .uri(url)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(Self {
-            uri: url.to_owned(),
-            target,
-            rotate_sources,
-            // Start each process at a different source address, so that a run does not collide
-            // with the previous run's sockets still in TIME_WAIT.
-            counter: AtomicU64::new(u64::from(std::process::id() % 250) * CONNECTIONS_PER_SOURCE),
-        })
-    }
-
-    /// The resolved server address.
-    pub fn target(&self) -> SocketAddr {
-        self.target
-    }
-
-    /// Connects and performs the WebSocket handshake within `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// Returns the kind of failure.
-    pub async fn connect(&self, timeout: Duration) -> Result<Ws, ConnectErrorKind> {
-        match tokio::time::timeout(timeout, self.connect_inner()).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectErrorKind::Timeout),
-        }
-    }
-
-    async fn connect_inner(&self) -> Result<Ws, ConnectErrorKind> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let socket = TcpSocket::new_v4()
-            .or_else(|_| TcpSocket::new_v6())
-            .map_err(|_| ConnectErrorKind::Tcp)?;
-        if self.rotate_sources {
-            let source = source_address(n);
-            socket
-                .bind(SocketAddr::new(IpAddr::V4(source), 0))
-                .map_err(|_| ConnectErrorKind::Tcp)?;
-        }
-        let stream = socket.connect(self.target).await.map_err(|e| {
-            if e.kind() == io::ErrorKind::ConnectionRefused {
-                ConnectErrorKind::Refused
-            } else {
-                ConnectErrorKind::Tcp
-            }
-        })?;
-        let _ = stream.set_nodelay(true);
-        let builder = ClientBuilder::new()
-            .uri(&self.uri)
-            .map_err(|_| ConnectErrorKind::Handshake)?
-            .limits(Limits::default().max_payload_len(Some(16 * 1024 * 1024)));
-        let (ws, _response) = builder
-            .connect_on(stream)
-            .await
-            .map_err(|_| ConnectErrorKind::Handshake)?;
-        Ok(ws)
-    }
-}
-
-/// The loopback source address for the `n`th connection: 127.0.0.1 for the first
-/// [`CONNECTIONS_PER_SOURCE`], then 127.0.0.2, and so on (skipping .0 and .255 host bytes).
-pub fn source_address(n: u64) -> Ipv4Addr {
-    let block = n / CONNECTIONS_PER_SOURCE;
-    // 254 usable host bytes per /24; walk 127.0.0.1..127.0.0.254, 127.0.1.1.., ...
-    let low = (block % 254) as u8 + 1;
-    let mid = ((block / 254) % 256) as u8;
-    let high = ((block / (254 * 256)) % 256) as u8;
-    Ipv4Addr::new(127, high, mid, low)
-}
+pub use connect::{
+    CONNECTIONS_PER_SOURCE, ConnectErrorKind, Connector, Ws, connect_clients, connect_many,
+    raise_nofile_limit, source_address,
+};
 
 /// The resident set size of process `pid` in bytes (`VmRSS` in `/proc/PID/status`).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
@@ -434,39 +282,6 @@ impl ErrorCounts {
     }
 }
 
-/// Opens `n` connections with at most `concurrency` handshakes in flight, calling `on_open`
-/// for each successful one (index, connection). Returns the number of failures by kind.
-pub async fn connect_many<F>(
-    connector: &std::sync::Arc<Connector>,
-    n: usize,
-    concurrency: usize,
-    timeout: Duration,
-    mut on_open: F,
-) -> BTreeMap<String, u64>
-where
-    F: FnMut(usize, Ws),
-{
-    let mut set = tokio::task::JoinSet::new();
-    let mut next = 0usize;
-    let mut errors = BTreeMap::<String, u64>::new();
-    let concurrency = concurrency.max(1);
-    while next < n || !set.is_empty() {
-        while next < n && set.len() < concurrency {
-            let c = connector.clone();
-            let i = next;
-            set.spawn(async move { (i, c.connect(timeout).await) });
-            next += 1;
-        }
-        match set.join_next().await {
-            Some(Ok((i, Ok(ws)))) => on_open(i, ws),
-            Some(Ok((_, Err(kind)))) => *errors.entry(kind.name().to_owned()).or_default() += 1,
-            Some(Err(_)) => *errors.entry("task_panicked".to_owned()).or_default() += 1,
-            None => break,
-        }
-    }
-    errors
-}
-
 /// Writes `value` as JSON to `path`, or to stdout when `path` is `None`.
 ///
 /// # Errors
@@ -516,14 +331,6 @@ pub fn parse_field(bytes: &[u8]) -> Option<(u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_rotate() {
-        assert_eq!(source_address(0), Ipv4Addr::new(127, 0, 0, 1));
-        assert_eq!(source_address(19_999), Ipv4Addr::new(127, 0, 0, 1));
-        assert_eq!(source_address(20_000), Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(source_address(20_000 * 254), Ipv4Addr::new(127, 0, 1, 1));
-    }
 
     #[test]
     fn fields_parse() {

@@ -1,8 +1,10 @@
 //! Fan-out: N subscribers, P publishers; every published text message must reach every
 //! subscriber (chat semantics: the server broadcasts each text message to everyone).
 //!
-//! Messages are `"<publisher>:<seq>:<send_nanos>:<padding>"`; warm-ups are `"w:…"` and
-//! end-of-stream markers `"f:<publisher>:…"`, both excluded from the statistics.
+//! Messages are `"<publisher>:<seq>:<send_nanos>:<body>"`, the body `x` padding or JSON-like
+//! chat events ([`Payload`]); warm-ups are `"w:…"` and end-of-stream markers
+//! `"f:<publisher>:…"`, both excluded from the statistics (and, at most 64 bytes, never
+//! compressed).
 //!
 //! 1. All subscribers and publishers connect.
 //! 2. Publisher 0 sends warm-ups until every subscriber has seen one (the server registers
@@ -18,23 +20,35 @@
 //! Each subscriber tracks, per publisher, the next expected sequence number: a message at or
 //! beyond it is a new delivery (a jump over a gap is loss), one before it a duplicate or
 //! reordering. Lost deliveries are `messages sent × subscribers − new deliveries`.
+//!
+//! With `deflate`, subscribers are raw clients ([`crate::client::RawWs`]) that offer
+//! permessage-deflate as a browser does and inflate what arrives compressed (`raw`: the same
+//! client without the offer); publishers stay on tokio-websockets, uncompressed. Every delivery's payload is counted as received (compressed
+//! size) and as sent, for bytes on the wire per delivery and the compression ratio.
 
-use std::collections::BTreeMap;
+mod report;
+mod subscriber;
+
+pub use report::FanoutReport;
+
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
-use serde::Serialize;
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_websockets::Message;
 
+use self::report::per_delivery;
+use self::subscriber::{SubStats, subscriber};
+use crate::client::{Client, RawOptions};
 use crate::common::{
-    Connector, CpuMeter, CpuUsage, Latency, SharedHistogram, Ws, connect_many, padded, parse_field,
+    Connector, CpuMeter, Latency, SharedHistogram, Ws, connect_clients, connect_many, padded,
 };
+use crate::payload::Payload;
 
 /// Parameters of a fan-out run.
 #[derive(Debug, Clone)]
@@ -52,6 +66,18 @@ pub struct FanoutOptions {
     pub rate: Option<f64>,
     /// Message size in bytes (at least the header).
     pub size: usize,
+    /// What fills each message after its header.
+    pub payload: Payload,
+    /// Subscribers offer permessage-deflate (the raw client) and inflate what comes
+    /// compressed.
+    pub deflate: bool,
+    /// Subscribers use the raw client even without `deflate` (not offering it): the
+    /// uncompressed twin of a `deflate` run, read by the same code.
+    pub raw: bool,
+    /// With `deflate`: look a payload identical to one just inflated up in the generator's
+    /// cache instead of inflating it again (see [`crate::client::inflate`]); `false` inflates
+    /// every delivery.
+    pub inflate_cache: bool,
     /// Messages a publisher may have ahead of the slowest subscriber (unlimited mode).
     pub window: u64,
     /// Stop publishing after this long even if not all messages were sent.
@@ -74,111 +100,16 @@ impl FanoutOptions {
             messages: 10_000,
             rate: None,
             size: 64,
+            payload: Payload::Padded,
+            deflate: false,
+            raw: false,
+            inflate_cache: true,
             window: 64,
             duration: None,
             connect_concurrency: 64,
             timeout: Duration::from_secs(60),
             pid: None,
         }
-    }
-}
-
-/// The result of a fan-out run.
-#[derive(Debug, Clone, Serialize)]
-pub struct FanoutReport {
-    /// Always `"fanout"`.
-    pub scenario: &'static str,
-    /// Server URL.
-    pub url: String,
-    /// Subscribers asked for.
-    pub subscribers_requested: usize,
-    /// Subscribers connected.
-    pub subscribers: usize,
-    /// Publishers connected.
-    pub publishers: usize,
-    /// Failed connection attempts by kind.
-    pub connect_errors: BTreeMap<String, u64>,
-    /// Seconds to connect everyone.
-    pub connect_seconds: f64,
-    /// Seconds until every subscriber had seen a warm-up.
-    pub warmup_seconds: f64,
-    /// Whether every subscriber saw a warm-up within the timeout.
-    pub warmup_complete: bool,
-    /// Message size in bytes.
-    pub size: usize,
-    /// Offered total rate (messages/s), `None` when unlimited.
-    pub rate_offered: Option<f64>,
-    /// Window in unlimited mode.
-    pub window: u64,
-    /// Messages asked for.
-    pub messages_planned: u64,
-    /// Messages actually sent.
-    pub messages_sent: u64,
-    /// Times a publisher gave up waiting for the window (a subscriber stalled for 5 s).
-    pub window_stalls: u64,
-    /// Seconds from the first to the last send.
-    pub publish_seconds: f64,
-    /// Messages sent per second.
-    pub send_rate: f64,
-    /// `messages_sent × subscribers`.
-    pub expected_deliveries: u64,
-    /// New (first-time, in-order) deliveries.
-    pub deliveries: u64,
-    /// `expected_deliveries − deliveries`.
-    pub lost: u64,
-    /// Deliveries of a sequence number at or below one already received.
-    pub duplicated: u64,
-    /// Subscribers whose connection ended before the run did.
-    pub disconnected_subscribers: usize,
-    /// Whether every subscriber saw every end marker within the timeout.
-    pub drain_complete: bool,
-    /// Seconds from the first send to the last delivery.
-    pub delivery_seconds: f64,
-    /// `deliveries / delivery_seconds`.
-    pub deliveries_per_sec: f64,
-    /// End-to-end latency (send to receive).
-    pub latency: Latency,
-    /// CPU use from the first send to the last end marker seen.
-    pub cpu: CpuUsage,
-}
-
-impl FanoutReport {
-    /// A human-readable summary.
-    pub fn summary(&self) -> String {
-        let rate = match self.rate_offered {
-            Some(r) => format!("{r:.0} msg/s offered"),
-            None => format!("unlimited, window {}", self.window),
-        };
-        format!(
-            "fanout {url}: {subs} subscribers ({errs} connect errors, {ct:.1}s), {pubs} publishers, {size} B, {rate}\n  \
-             sent {sent} msgs in {ps:.2}s ({sr:.0} msg/s); deliveries {del} of {exp} in {ds:.2}s = {dps:.0}/s\n  \
-             lost {lost}, duplicated {dup}, disconnected {disc}, window stalls {stalls}{drain}\n  \
-             latency {lat}\n  {cpu}",
-            url = self.url,
-            subs = self.subscribers,
-            errs = self.connect_errors.values().sum::<u64>(),
-            ct = self.connect_seconds,
-            pubs = self.publishers,
-            size = self.size,
-            sent = self.messages_sent,
-            ps = self.publish_seconds,
-            sr = self.send_rate,
-            del = self.deliveries,
-            exp = self.expected_deliveries,
-            ds = self.delivery_seconds,
-            dps = self.deliveries_per_sec,
-            lost = self.lost,
-            dup = self.duplicated,
-            disc = self.disconnected_subscribers,
-            stalls = self.window_stalls,
-            drain = if self.drain_complete {
-                ""
-            } else {
-                " (drain timed out)"
-            },
-            lat = self.latency.line(),
-            cpu = self.cpu.line(),
-        )
     }
 }
 
@@ -220,14 +151,6 @@ impl Shared {
     }
 }
 
-#[derive(Debug, Default)]
-struct SubStats {
-    new: u64,
-    duplicated: u64,
-    last_delivery_ns: u64,
-    disconnected: bool,
-}
-
 /// Runs a fan-out measurement.
 ///
 /// # Errors
@@ -260,12 +183,18 @@ pub async fn run(opts: &FanoutOptions) -> io::Result<FanoutReport> {
 
     // 1. Connect subscribers (their tasks start reading at once) and publishers.
     let connect_start = Instant::now();
-    let mut subs: Vec<JoinHandle<(SubStats, Option<Ws>)>> = Vec::with_capacity(opts.subscribers);
-    let mut connect_errors = connect_many(
+    let mut subs: Vec<JoinHandle<(SubStats, Option<Client>)>> =
+        Vec::with_capacity(opts.subscribers);
+    let raw = (opts.deflate || opts.raw).then_some(RawOptions {
+        offer_deflate: opts.deflate,
+        inflate_cache: opts.inflate_cache,
+    });
+    let mut connect_errors = connect_clients(
         &connector,
         opts.subscribers,
         opts.connect_concurrency,
         Duration::from_secs(10),
+        raw,
         |i, ws| {
             shared.live.fetch_add(1, Ordering::SeqCst);
             subs.push(tokio::spawn(subscriber(i, ws, shared.clone())));
@@ -343,6 +272,7 @@ pub async fn run(opts: &FanoutOptions) -> io::Result<FanoutReport> {
             shared.clone(),
             plan,
             opts.size,
+            opts.payload,
             start + offset,
             interval,
             stop_at,
@@ -386,14 +316,14 @@ pub async fn run(opts: &FanoutOptions) -> io::Result<FanoutReport> {
 
     let mut stats = SubStats::default();
     let mut disconnected = 0;
+    let mut compressed_subscribers = 0;
     let mut keep = Vec::with_capacity(subs.len());
     let subscribers = subs.len();
     for handle in subs {
         let (s, ws) = handle.await.map_err(io::Error::other)?;
-        stats.new += s.new;
-        stats.duplicated += s.duplicated;
-        stats.last_delivery_ns = stats.last_delivery_ns.max(s.last_delivery_ns);
+        stats.add(&s);
         disconnected += usize::from(s.disconnected);
+        compressed_subscribers += usize::from(s.compressed_session);
         keep.push(ws);
     }
     for d in drains {
@@ -424,6 +354,14 @@ pub async fn run(opts: &FanoutOptions) -> io::Result<FanoutReport> {
         warmup_seconds,
         warmup_complete,
         size: opts.size,
+        payload: opts.payload.name(),
+        client: if opts.deflate || opts.raw {
+            "raw"
+        } else {
+            "tokio-websockets"
+        },
+        deflate: opts.deflate,
+        compressed_subscribers,
         rate_offered: rate,
         window,
         messages_planned: opts.messages,
@@ -439,7 +377,23 @@ pub async fn run(opts: &FanoutOptions) -> io::Result<FanoutReport> {
         drain_complete,
         delivery_seconds,
         deliveries_per_sec: per_sec(stats.new, delivery_seconds),
+        compressed_deliveries: stats.compressed,
+        wire_bytes: stats.wire_bytes,
+        message_bytes: stats.message_bytes,
+        wire_bytes_per_delivery: per_delivery(stats.wire_bytes, stats.new),
+        compression_ratio: (opts.deflate && stats.wire_bytes > 0)
+            .then(|| stats.message_bytes as f64 / stats.wire_bytes as f64),
+        inflations: stats.inflate.inflated,
+        inflate_cache_hits: stats.inflate.cache_hits,
         latency: Latency::from_histogram(&shared.hist.merged()),
+        server_cpu_us_per_delivery: cpu
+            .server_cpu_s
+            .filter(|_| stats.new > 0)
+            .map(|s| 1e6 * s / stats.new as f64),
+        generator_cpu_us_per_delivery: cpu
+            .generator_cpu_s
+            .filter(|_| stats.new > 0)
+            .map(|s| 1e6 * s / stats.new as f64),
         cpu,
     })
 }
@@ -477,6 +431,7 @@ async fn publisher(
     shared: Arc<Shared>,
     plan: u64,
     size: usize,
+    payload: Payload,
     start: Instant,
     interval: Option<Duration>,
     stop_at: Option<Instant>,
@@ -513,7 +468,8 @@ async fn publisher(
             break;
         }
         let now = shared.nanos();
-        let text = padded(&format!("{p}:{s}:{now}:"), size);
+        let seed = ((p as u64) << 40) ^ s;
+        let text = payload.message(&format!("{p}:{s}:{now}:"), seed, size);
         if sink.send(Message::text(text)).await.is_err() {
             break;
         }
@@ -530,157 +486,4 @@ async fn publisher(
         first_send_ns,
         last_send_ns,
     }
-}
-
-/// One subscriber's view of the run.
-struct Subscriber {
-    idx: usize,
-    shared: Arc<Shared>,
-    next: Vec<u64>,
-    fins: Vec<bool>,
-    fins_seen: usize,
-    ready: bool,
-    stats: SubStats,
-}
-
-impl Subscriber {
-    /// Handles one message received at `now`; returns whether every end marker has arrived.
-    fn handle(&mut self, msg: &Message, now: u64) -> bool {
-        if !msg.is_text() {
-            return false;
-        }
-        let bytes: &[u8] = msg.as_payload();
-        let shared = &*self.shared;
-        match bytes.first() {
-            Some(b'0'..=b'9') => {
-                let Some((p, rest)) = parse_field(bytes) else {
-                    return false;
-                };
-                let Some((s, rest)) = parse_field(rest) else {
-                    return false;
-                };
-                let Some((sent_ns, _)) = parse_field(rest) else {
-                    return false;
-                };
-                let p = p as usize;
-                if p >= shared.publishers {
-                    return false;
-                }
-                let expected = self.next[p];
-                if s < expected {
-                    self.stats.duplicated += 1;
-                    return false;
-                }
-                if shared.windowed {
-                    // Count this subscriber as past every sequence number up to `s`.
-                    let progress = &shared.progress[p];
-                    let from = expected.max((s + 1).saturating_sub(shared.window));
-                    let live = shared.live.load(Ordering::Relaxed);
-                    for k in from..=s {
-                        let slot = &progress.slots[(k % shared.window) as usize];
-                        if slot.fetch_add(1, Ordering::SeqCst) + 1 == live {
-                            progress.notify.notify_one();
-                        }
-                    }
-                }
-                self.next[p] = s + 1;
-                self.stats.new += 1;
-                self.stats.last_delivery_ns = now;
-                shared.hist.record(self.idx, now.saturating_sub(sent_ns));
-                false
-            }
-            Some(b'w') => {
-                if !self.ready {
-                    self.ready = true;
-                    if shared.ready.fetch_add(1, Ordering::SeqCst) + 1
-                        >= shared.live.load(Ordering::SeqCst)
-                    {
-                        shared.ready_notify.notify_one();
-                    }
-                }
-                false
-            }
-            Some(b'f') => {
-                let Some((p, _)) = bytes.get(2..).and_then(parse_field) else {
-                    return false;
-                };
-                let p = p as usize;
-                if p >= shared.publishers || self.fins[p] {
-                    return false;
-                }
-                self.fins[p] = true;
-                self.fins_seen += 1;
-                if self.fins_seen < shared.publishers {
-                    return false;
-                }
-                if shared.done.fetch_add(1, Ordering::SeqCst) + 1
-                    >= shared.live.load(Ordering::SeqCst)
-                {
-                    shared.done_notify.notify_one();
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-async fn subscriber(idx: usize, mut ws: Ws, shared: Arc<Shared>) -> (SubStats, Option<Ws>) {
-    let mut sub = Subscriber {
-        idx,
-        next: vec![0; shared.publishers],
-        fins: vec![false; shared.publishers],
-        fins_seen: 0,
-        ready: false,
-        stats: SubStats::default(),
-        shared,
-    };
-    let shared = sub.shared.clone();
-    let stop = shared.stop.notified();
-    tokio::pin!(stop);
-    stop.as_mut().enable();
-    let mut done = false;
-    'read: while !done {
-        let mut item = tokio::select! {
-            biased;
-            item = ws.next() => item,
-            () = &mut stop => break,
-        };
-        // One clock reading for everything that is already readable: reading the clock is a
-        // noticeable share of the generator's work at millions of deliveries per second.
-        let now = shared.nanos();
-        loop {
-            match item {
-                Some(Ok(msg)) => done = sub.handle(&msg, now),
-                Some(Err(_)) | None => {
-                    sub.stats.disconnected = true;
-                    break 'read;
-                }
-            }
-            if done {
-                break;
-            }
-            match ws.next().now_or_never() {
-                Some(next) => item = next,
-                None => break,
-            }
-        }
-    }
-    if done {
-        // Keep the connection open (and answering pings) until everyone is done.
-        tokio::select! {
-            () = &mut stop => {},
-            () = async { while let Some(Ok(_)) = ws.next().await {} } => {},
-        }
-        return (sub.stats, Some(ws));
-    }
-    if sub.stats.disconnected {
-        shared.live.fetch_sub(1, Ordering::SeqCst);
-        if sub.ready {
-            shared.ready.fetch_sub(1, Ordering::SeqCst);
-        }
-        shared.wake_all();
-        return (sub.stats, None);
-    }
-    (sub.stats, Some(ws))
 }

@@ -2,7 +2,8 @@
 //!
 //! Results are files `<server>-<scenario>.json` in one directory, for the servers `melody`,
 //! `floor` and `node`. The table's rows and their order are fixed, so that regenerated files
-//! differ only in their figures.
+//! differ only in their figures. The compression section (`report/compression.rs`) compares
+//! melody (and Node) with permessage-deflate off and on.
 
 use std::fmt::Write as _;
 use std::io;
@@ -10,281 +11,16 @@ use std::path::Path;
 
 use serde_json::Value;
 
+mod compression;
+mod rows;
+
+use rows::{Better, ROWS, Unit};
+
 /// The servers compared, in column order: file prefix and column title.
 const SERVERS: [(&str, &str); 3] = [
     ("melody", "melody"),
     ("floor", "floor"),
     ("node", "node ws"),
-];
-
-/// Whether a larger or a smaller figure is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Better {
-    Higher,
-    Lower,
-}
-
-/// How a figure is printed.
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    /// A count or rate, with thousands separators.
-    Count,
-    /// Microseconds, printed as µs or ms.
-    Micros,
-    /// Bytes, printed as KiB.
-    KiB,
-    /// Bytes, printed as MiB.
-    MiB,
-    /// A percentage.
-    Percent,
-    /// Seconds, printed as ms below one second.
-    Seconds,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    scenario: &'static str,
-    label: &'static str,
-    pointer: &'static str,
-    unit: Unit,
-    better: Better,
-}
-
-const fn row(
-    scenario: &'static str,
-    label: &'static str,
-    pointer: &'static str,
-    unit: Unit,
-    better: Better,
-) -> Row {
-    Row {
-        scenario,
-        label,
-        pointer,
-        unit,
-        better,
-    }
-}
-
-/// Every row of the table.
-const ROWS: &[Row] = &[
-    row(
-        "fanout-1k",
-        "fan-out 1,000 subs × 64 B: deliveries/s",
-        "/deliveries_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "fanout-1k",
-        "fan-out 1,000 subs: latency p99 (saturated)",
-        "/latency/p99_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-1k",
-        "fan-out 1,000 subs: lost deliveries",
-        "/lost",
-        Unit::Count,
-        Better::Lower,
-    ),
-    row(
-        "fanout-1k",
-        "fan-out 1,000 subs: server CPU",
-        "/cpu/server_cpu_pct",
-        Unit::Percent,
-        Better::Lower,
-    ),
-    row(
-        "fanout-10k",
-        "fan-out 10,000 subs × 64 B: deliveries/s",
-        "/deliveries_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "fanout-10k",
-        "fan-out 10,000 subs: latency p99 (saturated)",
-        "/latency/p99_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-10k",
-        "fan-out 10,000 subs: lost deliveries",
-        "/lost",
-        Unit::Count,
-        Better::Lower,
-    ),
-    row(
-        "fanout-10k",
-        "fan-out 10,000 subs: server CPU",
-        "/cpu/server_cpu_pct",
-        Unit::Percent,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: latency p50",
-        "/latency/p50_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: latency p99",
-        "/latency/p99_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: latency p99.9",
-        "/latency/p999_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: latency max",
-        "/latency/max_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: lost deliveries",
-        "/lost",
-        Unit::Count,
-        Better::Lower,
-    ),
-    row(
-        "fanout-rate",
-        "fan-out 10,000 subs @ 20 msg/s: server CPU",
-        "/cpu/server_cpu_pct",
-        Unit::Percent,
-        Better::Lower,
-    ),
-    row(
-        "echo-1x32",
-        "echo 1 conn × depth 32: msgs/s",
-        "/msgs_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "echo-1x32",
-        "echo 1 conn × depth 32: latency p99",
-        "/latency/p99_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "echo-50x4",
-        "echo 50 conns × depth 4: msgs/s",
-        "/msgs_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "echo-50x4",
-        "echo 50 conns × depth 4: latency p99",
-        "/latency/p99_us",
-        Unit::Micros,
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "idle: server RSS per connection",
-        "/bytes_per_connection",
-        Unit::KiB,
-        Better::Lower,
-    ),
-    row(
-        "idle",
-        "idle: connections open at the end",
-        "/open_at_end",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "idle",
-        "idle: server RSS after closing all",
-        "/rss_after",
-        Unit::MiB,
-        Better::Lower,
-    ),
-    row(
-        "churn",
-        "churn 50 loops: connects/s",
-        "/connects_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "churn",
-        "churn: errors",
-        "/error_count",
-        Unit::Count,
-        Better::Lower,
-    ),
-    row(
-        "churn",
-        "churn: server RSS max",
-        "/rss_max",
-        Unit::MiB,
-        Better::Lower,
-    ),
-    row(
-        "churn",
-        "churn: server RSS end",
-        "/rss_end",
-        Unit::MiB,
-        Better::Lower,
-    ),
-    row(
-        "topic-churn",
-        "topic churn 10k sessions × 1k topics: joins+leaves/s",
-        "/ops_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "topic-churn",
-        "topic churn: 10k sessions join one topic",
-        "/join_all_s",
-        Unit::Seconds,
-        Better::Lower,
-    ),
-    row(
-        "topic-churn",
-        "topic churn: leave+join a 10k-member topic/s",
-        "/lobby_ops_per_sec",
-        Unit::Count,
-        Better::Higher,
-    ),
-    row(
-        "topic-churn",
-        "topic churn: 10k members disconnect at once",
-        "/disconnect_all_s",
-        Unit::Seconds,
-        Better::Lower,
-    ),
-    row(
-        "topic-churn",
-        "topic churn: server RSS, 10k in one topic",
-        "/rss_lobby",
-        Unit::MiB,
-        Better::Lower,
-    ),
-    row(
-        "topic-churn",
-        "topic churn: errors",
-        "/error_count",
-        Unit::Count,
-        Better::Lower,
-    ),
 ];
 
 /// What goes above the table.
@@ -325,6 +61,8 @@ fn format_value(v: f64, unit: Unit) -> String {
         Unit::Percent => format!("{v:.0}%"),
         Unit::Seconds if v < 1.0 => format!("{:.0} ms", v * 1000.0),
         Unit::Seconds => format!("{v:.2} s"),
+        Unit::MicrosFine => format!("{v:.3} µs"),
+        Unit::Bytes => format!("{} B", with_commas(v.round() as u64)),
     }
 }
 
@@ -374,7 +112,7 @@ pub fn render(dir: &Path, header: &Header) -> String {
     for note in &header.notes {
         let _ = writeln!(md, "{note}\n");
     }
-    let scenarios = [
+    let mut scenarios: Vec<String> = [
         "fanout-1k",
         "fanout-10k",
         "fanout-rate",
@@ -383,7 +121,16 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "idle",
         "churn",
         "topic-churn",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
+    scenarios.extend(
+        compression::SCENARIOS
+            .iter()
+            .flat_map(|s| [format!("{s}-deflate"), s.to_string()]),
+    );
+    scenarios.sort();
+    scenarios.dedup();
     let others: Vec<f64> = SERVERS
         .iter()
         .flat_map(|(server, _)| scenarios.iter().map(move |s| load(dir, server, s)))
@@ -477,7 +224,9 @@ pub fn render(dir: &Path, header: &Header) -> String {
             cells[0], cells[1], cells[2]
         );
     }
-    let _ = writeln!(md, "\n## Scenarios\n");
+    let _ = writeln!(md);
+    compression::section(dir, &mut md);
+    let _ = writeln!(md, "## Scenarios\n");
     let _ = writeln!(
         md,
         "- **fanout-1k / fanout-10k**: 1,000 / 10,000 subscribers and 1 publisher; each 64-byte \
@@ -497,6 +246,11 @@ pub fn render(dir: &Path, header: &Header) -> String {
          (then `sync`, which checks the server's count); then all join one topic, leave and \
          rejoin it 8 times while it holds all 10,000, and disconnect at once. A topic that \
          scans its member list makes the last three quadratic.\n\
+         - **fanout-1k-json4k / fanout-1k-json64** (compression section): as fanout-1k with \
+         4 KiB / 64-byte JSON-like chat events; `-deflate`: the same with subscribers offering \
+         permessage-deflate. Bytes on the wire = payload bytes as received (compressed size; \
+         frame headers not counted). **idle-deflate**: the idle scenario with connections \
+         that negotiated permessage-deflate, each on a fresh server.\n\
          \n\
          Raw JSON of every run: `target/bench-results/` after running the script."
     );
