@@ -174,12 +174,13 @@ fn inflate(
     compressed: &[u8],
     max: usize,
 ) -> Result<(Bytes, bool), InflateError> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(2).clamp(64, max + 1));
+    // Room for the limit plus one byte, so that going over it shows; never more.
+    let room = max.saturating_add(1);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(2).max(64).min(room));
     for mut input in [compressed, &TRAILER[..]] {
         loop {
             if out.len() == out.capacity() {
-                // Room for the limit plus one byte, so that going over it shows.
-                let grow = out.len().max(4096).min(max + 1 - out.len());
+                let grow = out.len().max(4096).min(room - out.len());
                 out.reserve_exact(grow);
             }
             let before = decompress.total_in();
@@ -277,6 +278,21 @@ mod tests {
             Inflater::default().inflate(&exact, 4999),
             Err(InflateError::TooBig { .. })
         ));
+    }
+
+    #[test]
+    fn limits_below_the_first_allocation_hold() {
+        // A limit smaller than the first buffer once panicked (found by fuzz/run.sh).
+        let compressed = compress_alone(&sample(4096), 1, 15).unwrap();
+        for max in [0, 1, 10, 63, 64] {
+            match Inflater::default().inflate(&compressed, max) {
+                Err(InflateError::TooBig { len }) => assert_eq!(len, max + 1),
+                other => panic!("{max}: {other:?}"),
+            }
+        }
+        let small = compress_alone(&[b'a'; 40], 1, 15).unwrap();
+        assert_eq!(Inflater::default().inflate(&small, 40).unwrap().len(), 40);
+        assert!(Inflater::default().inflate(&small, usize::MAX).is_ok());
     }
 
     #[test]
