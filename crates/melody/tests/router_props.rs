@@ -113,13 +113,10 @@ fn input(ids: [String; 2]) -> impl Strategy<Value = String> {
     ];
     let from = prop::option::of(".{0,6}");
     let envelope = (kind, data, target, from).prop_map(|(kind, data, target, from)| {
-        serde_json::to_string(&Envelope {
-            kind,
-            data,
-            target,
-            from,
-        })
-        .unwrap()
+        let mut envelope = Envelope::new(kind, data).unwrap();
+        envelope.target = target;
+        envelope.from = from;
+        serde_json::to_string(&envelope).unwrap()
     });
     prop_oneof![
         2 => any::<String>(),

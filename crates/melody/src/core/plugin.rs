@@ -15,6 +15,7 @@ use http::request::Parts;
 use super::{
     admission::UpgradeRejection,
     data::Keys,
+    dispatch::{SessionFn, guarded, panic_error},
     error::Closed,
     fanout::Target,
     hub::{Melody, WeakMelody},
@@ -146,6 +147,7 @@ impl<'a> Delivery<'a> {
 #[derive(Default)]
 pub(crate) struct PluginTable {
     sinks: ArcSwap<Vec<Arc<dyn Sink>>>,
+    disconnect: ArcSwap<Vec<SessionFn>>,
     state: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -160,6 +162,19 @@ impl PluginTable {
             reach.forwarded |= one.forwarded;
         }
         reach
+    }
+
+    /// Tells every disconnect observer that `session` is gone (it is out of every topic's
+    /// member list, its own list of topics still readable); a panic is reported, not spread.
+    pub(crate) fn disconnected(&self, session: &Session) {
+        for observer in self.disconnect.load().iter() {
+            if let Err(panic) = guarded(|| observer(session)) {
+                session
+                    .hub()
+                    .handlers()
+                    .report(session, &panic_error(panic));
+            }
+        }
     }
 
     /// Tells every sink that the hub closed.
@@ -191,6 +206,19 @@ impl<'a> Plugins<'a> {
         self.table().sinks.rcu(|sinks| {
             let mut next = Vec::clone(sinks);
             next.push(sink.clone());
+            next
+        });
+    }
+
+    /// Runs `observer` for every session that disconnects, before the application's
+    /// [`Melody::on_disconnect`] handler, beside any other plug-in's: the session is out of
+    /// every topic's member list already (nothing sent to a topic reaches it), and
+    /// [`Session::topics`] still says which topics it was in.
+    pub fn on_disconnect(&self, observer: impl Fn(&Session) + Send + Sync + 'static) {
+        let observer: SessionFn = Arc::new(observer);
+        self.table().disconnect.rcu(|observers| {
+            let mut next = Vec::clone(observers);
+            next.push(observer.clone());
             next
         });
     }

@@ -62,8 +62,12 @@ impl fmt::Debug for Next {
     }
 }
 
-/// Delivers a direct send, or tells the sender its target is not connected.
+/// Delivers a direct send, or tells the sender its target is not connected. A direct send is
+/// never a request to its recipient: its `id` stays with the sender, whose request the router
+/// answers (with `null` once delivered).
 fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
+    let request = envelope.id.take();
+    let replied = envelope.replied.clone();
     let target = envelope.target.clone().unwrap_or(fallback);
     envelope.from = Some(sender.id().to_string());
     envelope.target = Some(target.clone());
@@ -78,17 +82,26 @@ fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
     };
     if !delivered {
         tracing::debug!(session = %sender.id(), %target, "direct send to a session not connected");
-        reply_error(
+        let request = request.filter(|_| replied.take());
+        refuse(
             sender,
+            request,
             serde_json::json!({ "reason": "target not connected", "target": target }),
         );
     }
 }
 
-/// Sends the sender an `error` envelope; a failure to queue it is only logged.
-pub(crate) fn reply_error(session: &Session, data: serde_json::Value) {
-    let error = Envelope::encode("error", data).map(|message| session.send(message));
-    if let Ok(Err(error)) = error {
+/// Sends the sender an `error` envelope, as the answer to request `id` when there is one; a
+/// failure to queue it is only logged.
+pub(crate) fn refuse(session: &Session, id: Option<u64>, data: serde_json::Value) {
+    let message = match id {
+        Some(id) => super::request::answer("error", id, data),
+        None => match Envelope::encode("error", data) {
+            Ok(message) => message,
+            Err(_) => return,
+        },
+    };
+    if let Err(error) = session.send(message) {
         tracing::debug!(session = %session.id(), %error, "could not send an error envelope");
     }
 }

@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::Message;
 
 /// One JSON message of the routing protocol:
-/// `{"type": string, "data": any, "target": optional string, "from": optional string}`.
+/// `{"type": string, "data": any, "id": optional integer, "target": optional string,
+/// "from": optional string}` (docs/PROTOCOL.md).
 ///
-/// `data` is `null` when absent; `target` and `from` are left out of the JSON when `None`. An
+/// `data` is `null` when absent; `id`, `target` and `from` are left out of the JSON when
+/// `None`. An envelope with an `id` is a request: the router answers it exactly once (see
+/// [`Envelope::reply`]). An
 /// envelope turns into a text [`Message`] (`Message::from(envelope)`), so it goes wherever a
 /// message goes: `session.send(envelope)`, `melody.topic("room").send(envelope)`.
 ///
@@ -32,12 +35,23 @@ pub struct Envelope {
     /// The payload; `null` when absent.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// A request's id (1 to 2⁵³−1, so that JavaScript reads it exactly): the reply carries
+    /// the same. `None` for a message that wants no reply.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::request::deserialize_id"
+    )]
+    pub id: Option<u64>,
     /// For a direct send: the id of the session to deliver to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// The sender's session id. On inbound envelopes the server always sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Whether the request was answered; shared by the clones the middleware makes.
+    #[serde(skip)]
+    pub(crate) replied: super::request::ReplySlot,
 }
 
 /// Data that cannot be represented as JSON (a map with non-string keys, a `Serialize`
@@ -62,8 +76,10 @@ impl Envelope {
         Ok(Self {
             kind: kind.into(),
             data: serde_json::to_value(data)?,
+            id: None,
             target: None,
             from: None,
+            replied: super::request::ReplySlot::default(),
         })
     }
 

@@ -64,8 +64,39 @@
 //!
 //! An error returned by a handler or a middleware goes to the error handler as
 //! [`RouterError::Failed`] (inside [`Error::Handler`]); the session stays
-//! open. A panic closes the session with 1011, as
+//! open. A [`Reject`] is the exception: a refusal meant for the client, sent to it as an
+//! `error` envelope and not reported. A panic closes the session with 1011, as
 //! for every handler.
+//!
+//! # Requests
+//!
+//! An envelope with an `id` (an integer from 1 to 2⁵³−1) is a request, and gets exactly one
+//! reply with the same `id` (docs/PROTOCOL.md): `{"type":"reply","id":…,"data":…}` with what an
+//! [`on_request`](Router::on_request) handler returns (`null` for an [`on`](Router::on)
+//! handler, or as soon as a direct send is delivered), or `{"type":"error","id":…,"data":
+//! {"reason":…}}`: the handler's [`Reject`], `"internal error"` for any other handler error (its
+//! details go to the error handler only), `"unknown type"` (whatever the [`UnknownType`]
+//! policy), `"malformed envelope"`, `"direct send not allowed"`, `"target not connected"`.
+//! A handler can answer early with [`Envelope::reply`], so that the reply is queued before
+//! anything it sends next.
+//!
+//! The server asks a client with [`Ask::ask`]: the client answers with `reply` or `error` and
+//! the same `id`; envelopes of these two types that carry an `id` are answers and never reach a
+//! handler.
+//!
+//! ```
+//! use std::time::Duration;
+//! use melody::router::{Ask, Reject, Router};
+//!
+//! let router = Router::new().on_request("rename", |session, name: String| async move {
+//!     if name.is_empty() {
+//!         return Err(Reject::new("invalid").message("a name is needed").into());
+//!     }
+//!     // Asks the client back, and waits at most 5 s for its answer.
+//!     let sure: bool = session.ask("confirm", &name, Duration::from_secs(5)).await?;
+//!     Ok(sure)
+//! });
+//! ```
 //!
 //! # Ordering
 //!
@@ -77,6 +108,7 @@ mod chain;
 mod envelope;
 mod error;
 mod policy;
+mod request;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -85,14 +117,19 @@ use std::{
     sync::Arc,
 };
 
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
-use self::chain::{Endpoint, MiddlewareFn, RouteFn, reply_error};
 pub use self::{
     chain::Next,
     envelope::{EncodeError, Envelope},
     error::RouterError,
     policy::{Malformed, UnknownType},
+    request::{Ask, AskError, MAX_REQUEST_ID, Reject, ReplyError},
+};
+use self::{
+    chain::{Endpoint, MiddlewareFn, RouteFn, refuse},
+    request::{Pending, answer},
 };
 use crate::{CloseCode, Error, Melody, Session, Text, plugin::Plugin};
 
@@ -112,6 +149,8 @@ pub struct Router {
     middleware: Arc<[MiddlewareFn]>,
     unknown: UnknownType,
     malformed: Malformed,
+    /// The hub's requests to clients waiting for their reply.
+    pending: Arc<Pending>,
 }
 
 /// `on_data`'s decode failure, told apart from handler errors so it counts as malformed input.
@@ -188,6 +227,42 @@ impl Router {
         })
     }
 
+    /// Answers every request of type `kind` with what `handler` returns: its `data` decoded as
+    /// a `T`, the handler's `Ok(value)` sent back as `{"type":"reply","id":…,"data":value}`,
+    /// an `Err` as an `error` reply ([`Reject`] to say why; any other error is
+    /// `{"reason":"internal error"}` for the client and [`RouterError::Failed`] for the error
+    /// handler). Sent without an `id`, the message is handled the same and the value dropped.
+    ///
+    /// ```
+    /// use melody::router::Router;
+    ///
+    /// // {"type":"who","id":1} → {"type":"reply","id":1,"data":["lobby"]}
+    /// let router = Router::new().on_request("who", |session, _: ()| async move {
+    ///     Ok(session.topics())
+    /// });
+    /// ```
+    pub fn on_request<T, R, F, Fut>(self, kind: impl Into<String>, handler: F) -> Self
+    where
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(Session, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, BoxError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.on(kind, move |session, envelope| {
+            let handler = handler.clone();
+            async move {
+                let data = T::deserialize(&envelope.data)
+                    .map_err(|e| Box::new(DataError(e)) as BoxError)?;
+                let value = handler(session.clone(), data).await?;
+                match envelope.reply(&session, value) {
+                    Ok(()) | Err(ReplyError::NotARequest | ReplyError::AlreadyReplied) => Ok(()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        })
+    }
+
     /// Adds a middleware around every routed envelope and every direct send. Middleware runs in
     /// the order it is added: the first is the outermost. It may change the envelope, stop the
     /// message by not calling [`Next::run`], or fail (the error goes to the error handler as
@@ -241,7 +316,8 @@ impl Router {
     }
 
     /// Routes one inbound text message. Errors are reported (error handler, error envelope, or
-    /// a close, as configured); nothing here panics on bad input.
+    /// a close, as configured); nothing here panics on bad input. A request (an envelope with
+    /// an `id`) gets exactly one reply.
     async fn dispatch(&self, session: Session, text: Text) {
         // Only an object is an envelope (serde would also accept a JSON array for a struct).
         let object = text
@@ -255,14 +331,23 @@ impl Router {
         };
         let mut envelope = match parsed {
             Ok(envelope) => envelope,
-            Err(detail) => return self.reject_malformed(&session, detail),
+            Err(detail) => {
+                return self.reject_malformed(&session, detail, readable_id(text.as_str()));
+            }
         };
         envelope.from = Some(session.id().to_string());
+        let id = envelope.id;
+        if let Some(id) = id {
+            if envelope.target.is_none() && matches!(envelope.kind.as_str(), "reply" | "error") {
+                return self.answered(&session, id, envelope);
+            }
+        }
         let endpoint = if let Some(target) = &envelope.target {
             if !self.direct.contains(&envelope.kind) {
                 tracing::debug!(session = %session.id(), kind = %envelope.kind, "direct send of a type not allowed");
-                return reply_error(
+                return refuse(
                     &session,
+                    id,
                     serde_json::json!({ "reason": "direct send not allowed", "type": envelope.kind }),
                 );
             }
@@ -270,26 +355,67 @@ impl Router {
         } else if let Some(handler) = self.routes.get(&envelope.kind) {
             Endpoint::Route(handler.clone())
         } else {
-            return self.reject_unknown(&session, &envelope.kind);
+            return self.reject_unknown(&session, &envelope.kind, id);
         };
         let next = Next {
             chain: self.middleware.clone(),
             index: 0,
             endpoint,
         };
-        if let Err(error) = next.run(session.clone(), envelope).await {
-            match error.downcast_ref::<DataError>() {
-                Some(DataError(decode)) => self.reject_malformed(&session, decode.to_string()),
-                None => report(&session, RouterError::failed(error)),
+        let replied = envelope.replied.clone();
+        let result = next.run(session.clone(), envelope).await;
+        // The request's one reply, unless the handler (or a direct send) gave it already.
+        let id = id.filter(|_| replied.take());
+        match result {
+            Ok(()) => {
+                if let Some(id) = id {
+                    send_answer(&session, answer("reply", id, Value::Null));
+                }
             }
+            Err(error) => match error.downcast_ref::<DataError>() {
+                Some(DataError(decode)) => self.reject_malformed(&session, decode.to_string(), id),
+                None => match error.downcast_ref::<Reject>() {
+                    // A refusal the handler meant the client to see, request or not.
+                    Some(reject) => {
+                        refuse(
+                            &session,
+                            id,
+                            serde_json::to_value(reject).unwrap_or_default(),
+                        );
+                    }
+                    None => {
+                        if let Some(id) = id {
+                            refuse(
+                                &session,
+                                Some(id),
+                                serde_json::json!({ "reason": "internal error" }),
+                            );
+                        }
+                        report(&session, RouterError::failed(error));
+                    }
+                },
+            },
         }
     }
 
-    fn reject_malformed(&self, session: &Session, detail: String) {
+    /// A client's `reply` or `error` to one of the server's requests.
+    fn answered(&self, session: &Session, id: u64, envelope: Envelope) {
+        let answer = if envelope.kind == "reply" {
+            Ok(envelope.data)
+        } else {
+            Err(Reject::deserialize(&envelope.data).unwrap_or_else(|_| Reject::new("error")))
+        };
+        if !self.pending.resolve(session.id(), id, answer) {
+            tracing::debug!(session = %session.id(), id, "a reply nobody waits for (late, or never asked)");
+        }
+    }
+
+    fn reject_malformed(&self, session: &Session, detail: String, id: Option<u64>) {
         report(session, RouterError::Malformed(detail.clone()));
         match self.malformed {
-            Malformed::Reply => reply_error(
+            Malformed::Reply => refuse(
                 session,
+                id,
                 serde_json::json!({ "reason": "malformed envelope", "detail": detail }),
             ),
             Malformed::Close => {
@@ -298,14 +424,33 @@ impl Router {
         }
     }
 
-    fn reject_unknown(&self, session: &Session, kind: &str) {
+    fn reject_unknown(&self, session: &Session, kind: &str, id: Option<u64>) {
         tracing::debug!(session = %session.id(), kind, "no route for envelope type");
-        if self.unknown == UnknownType::Reply {
-            reply_error(
+        // A request is always answered, whatever the policy for messages.
+        if self.unknown == UnknownType::Reply || id.is_some() {
+            refuse(
                 session,
+                id,
                 serde_json::json!({ "reason": "unknown type", "type": kind }),
             );
         }
+    }
+}
+
+/// The `id` of text that is not a valid envelope, when one can be read (to answer the request
+/// it meant to be).
+fn readable_id(text: &str) -> Option<u64> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    value
+        .get("id")?
+        .as_u64()
+        .filter(|id| (1..=MAX_REQUEST_ID).contains(id))
+}
+
+/// Queues an answer; a full queue is only logged (the client's own timeout covers it).
+fn send_answer(session: &Session, message: crate::Message) {
+    if let Err(error) = session.send(message) {
+        tracing::debug!(session = %session.id(), %error, "could not send a reply");
     }
 }
 
@@ -320,6 +465,11 @@ fn report(session: &Session, error: RouterError) {
 impl Plugin for Router {
     /// Becomes the hub's async text handler (replacing any other).
     fn install(self, melody: &Melody) {
+        melody.plugins().insert(self.pending.clone());
+        let pending = self.pending.clone();
+        melody
+            .plugins()
+            .on_disconnect(move |session| pending.disconnected(session.id()));
         let router = Arc::new(self);
         melody.on_text_async(move |session, text| {
             let router = router.clone();

@@ -486,6 +486,7 @@ impl Drop for Registered {
         session.hub().registry.remove(session.id());
         session.hub().counters.disconnected();
         tracing::debug!(session = %session.id(), "session disconnected");
+        session.hub().plugins.disconnected(session);
         let handlers = session.hub().handlers();
         if let Some(disconnect) = &handlers.disconnect {
             if let Err(panic) = guarded(|| disconnect(session)) {
