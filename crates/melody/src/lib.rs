@@ -37,8 +37,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Layers, each importing only those below it (checked by `../shared/tools/module-graph`):
-// facade (this file, `melody`, `compat`) > plug-ins (`axum`, `router`, `sse`, `channels`,
-// `cluster`) > `transport` > `core` > `protocol`. See docs/ARCHITECTURE.md.
+// facade (this file, `melody`, `compat`) > plug-ins built on plug-ins (`live`, on the router)
+// > plug-ins (`axum`, `router`, `sse`, `channels`, `cluster`) > `transport` > `core` >
+// `protocol`. See docs/ARCHITECTURE.md.
 #[cfg(feature = "axum")]
 mod axum;
 #[cfg(feature = "channels")]
@@ -50,6 +51,9 @@ mod core;
 #[cfg(feature = "__fuzz")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "live")]
+#[cfg_attr(docsrs, doc(cfg(feature = "live")))]
+pub mod live;
 mod melody;
 mod protocol;
 #[cfg(feature = "router")]
@@ -100,6 +104,7 @@ pub use http;
 #[cfg(all(
     doctest,
     feature = "router",
+    feature = "live",
     feature = "sse",
     feature = "channels",
     feature = "metrics",
@@ -120,6 +125,8 @@ mod guides {
     struct Benchmarks;
     #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
     struct Architecture;
+    #[doc = include_str!("../../../docs/PROTOCOL.md")]
+    struct Protocol;
 }
 
 /// The send path: selections of sessions and the [`Target`](fanout::Target)s they stand for.

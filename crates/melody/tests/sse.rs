@@ -359,3 +359,70 @@ async fn sse_requests_pass_the_auth_hook_and_stats_count_events() {
     melody.close().unwrap();
     assert!(plugin(&melody).publish("t", Event::new("late")).is_err());
 }
+
+/// Live topics to `EventSource` clients: `epoch:offset` event ids, and a reconnect by
+/// `Last-Event-ID` that replays exactly what was missed (or says it cannot).
+#[cfg(feature = "live")]
+#[tokio::test]
+async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
+    use melody::live::{History, Live, LiveHub};
+
+    let melody = Melody::new();
+    melody.plug(Live::new().history("news:*", History::new().size(4)));
+    let live = LiveHub::of(&melody).unwrap();
+    let app = Router::new().route(
+        "/events",
+        get(live.sse_handler(TopicResolver::query("topic"))),
+    );
+    let addr = spawn_router(app).await;
+    // Only open topics are served.
+    let refused = SseClient::open(addr, "/events?topic=other", "").await;
+    assert_eq!(refused.err().map(|(status, _)| status), Some(400));
+
+    let mut first = SseClient::open(addr, "/events?topic=news:1", "")
+        .await
+        .unwrap();
+    eventually(|| Sse::of(&melody).unwrap().subscribers("news:1") == 1).await;
+    live.publish("news:1", serde_json::json!({"n": 1})).unwrap();
+    let epoch = live.position("news:1").unwrap().epoch;
+    assert_eq!(
+        first.next_event().await,
+        format!("id: {epoch}:1\ndata: {{\"n\":1}}\n\n")
+    );
+    drop(first);
+    for n in 2..=4 {
+        live.publish("news:1", n).unwrap();
+    }
+    // The browser reconnects with the last id it saw: it gets 2, 3, 4, then the live stream.
+    let header = format!("Last-Event-ID: {epoch}:1\r\n");
+    let mut back = SseClient::open(addr, "/events?topic=news:1", &header)
+        .await
+        .unwrap();
+    for n in 2..=4 {
+        assert_eq!(
+            back.next_event().await,
+            format!("id: {epoch}:{n}\ndata: {n}\n\n")
+        );
+    }
+    live.publish("news:1", 5).unwrap();
+    assert_eq!(
+        back.next_event().await,
+        format!("id: {epoch}:5\ndata: 5\n\n")
+    );
+
+    // Trimmed past the id (size 4 keeps 2..=5 after one more): told, then the live stream.
+    live.publish("news:1", 6).unwrap();
+    let stale = format!("Last-Event-ID: {epoch}:1\r\n");
+    let mut late = SseClient::open(addr, "/events?topic=news:1", &stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.next_event().await,
+        "event: recovery\ndata: {\"recovered\":false}\n\n"
+    );
+    live.publish("news:1", 7).unwrap();
+    assert_eq!(
+        late.next_event().await,
+        format!("id: {epoch}:7\ndata: 7\n\n")
+    );
+}

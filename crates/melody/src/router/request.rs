@@ -201,7 +201,7 @@ pub enum AskError {
     /// No router is plugged into the hub, so no reply could ever be read.
     #[error("no router is plugged into the session's hub")]
     NoRouter,
-    /// The session already waits for [`MAX_PENDING_PER_SESSION`] (1,024) replies.
+    /// The session already waits for 1,024 replies.
     #[error("too many requests waiting for this session")]
     TooMany,
 }

@@ -51,7 +51,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 
-use self::stream::{Index, Limits};
+pub(crate) use self::stream::Index;
+use self::stream::Limits;
 pub use self::{event::Event, resolver::TopicResolver, stats::SseStats};
 use crate::{
     Closed, Melody, UpgradeRejection,
@@ -159,6 +160,23 @@ impl Sse {
         req: Request<B>,
         resolver: &TopicResolver,
     ) -> impl Future<Output = SseResponse> + Send + use<B> {
+        self.handle_with(req, resolver, |index, topic, _, slot| {
+            index.subscribe(topic, slot)
+        })
+    }
+
+    /// [`Sse::handle`] with the last step, subscribing, left to `subscribe` (a plug-in that
+    /// replays the past first): it gets the index, the topic, the request's `Last-Event-ID`
+    /// and the connection slot.
+    pub(crate) fn handle_with<B, F>(
+        &self,
+        req: Request<B>,
+        resolver: &TopicResolver,
+        subscribe: F,
+    ) -> impl Future<Output = SseResponse> + Send + use<B, F>
+    where
+        F: FnOnce(&Arc<Index>, &str, Option<&str>, crate::Slot) -> SseResponse + Send + 'static,
+    {
         let (parts, _body) = req.into_parts();
         let topic = resolver.resolve(&parts);
         let sse = self.clone();
@@ -177,7 +195,11 @@ impl Sse {
                 sse.melody.plugins().count_full();
                 return rejection(UpgradeRejection::TooManyConnections);
             };
-            sse.index.subscribe(&topic, slot)
+            let last_event_id = parts
+                .headers
+                .get("last-event-id")
+                .and_then(|value| value.to_str().ok());
+            subscribe(&sse.index, &topic, last_event_id, slot)
         }
     }
 

@@ -2,7 +2,7 @@
 //! the response body that drains it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     sync::{
         Arc, RwLock,
@@ -154,6 +154,18 @@ impl Index {
     /// Subscribes a new client to `topic`: the `text/event-stream` response that streams its
     /// events until the client goes away.
     pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, slot: Slot) -> SseResponse {
+        self.subscribe_after(topic, slot, VecDeque::new())
+    }
+
+    /// As [`Index::subscribe`], the stream starting with `backlog` (encoded events of the
+    /// past, however many: they are not counted against the queue) before what is published
+    /// from now on.
+    pub(crate) fn subscribe_after(
+        self: &Arc<Self>,
+        topic: &str,
+        slot: Slot,
+        backlog: VecDeque<Bytes>,
+    ) -> SseResponse {
         let (queue, events) = mpsc::channel(self.limits.queue.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let topic = self.join(
@@ -172,10 +184,14 @@ impl Index {
             index: self.clone(),
             topic,
             id,
+            backlog,
             events,
             keep_alive,
         };
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
+            if let Some(chunk) = sub.backlog.pop_front() {
+                return Some((Ok::<_, Infallible>(Frame::data(chunk)), sub));
+            }
             let chunk = tokio::select! {
                 event = sub.events.recv() => event?,
                 _ = sub.keep_alive.tick() => Bytes::from_static(b":\n\n"),
@@ -216,6 +232,8 @@ struct Subscription {
     topic: Arc<str>,
     // Only the id: holding the queue's sender here would keep the stream from ever ending.
     id: u64,
+    /// Events of the past, sent before the queue's.
+    backlog: VecDeque<Bytes>,
     events: mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
 }

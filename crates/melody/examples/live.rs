@@ -1,0 +1,97 @@
+//! Chat rooms on live topics: who is online (presence events), each room's last messages on
+//! joining (history), and whatever was missed during a lost connection recovered on
+//! reconnecting (docs/PROTOCOL.md).
+//!
+//! ```sh
+//! cargo run --release --features live --example live   # then open the printed URL
+//! ```
+//!
+//! Listens on `ADDR` (default `127.0.0.1:5000`). The page asks for a name and sends it as
+//! `?name=` (1 to 32 letters, digits, `_`, `-` or `.`; anything else gets 401). Rooms are the
+//! topics `room:<anything>`; `say` publishes to a room the sender is in.
+
+use std::time::Duration;
+
+use axum::{Router, response::Html, routing::get};
+use melody::{
+    AuthRejection, Config, Keys, Melody,
+    live::{History, Live, LiveHub},
+    router::{self, Reject},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+struct Say {
+    room: String,
+    text: String,
+}
+
+/// The longest message, in characters.
+const MAX_TEXT: usize = 1000;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let melody = Melody::with_config(
+        Config::default()
+            .message_rate_limit(20, 40)
+            .max_message_size(16 * 1024),
+    );
+    melody.on_auth(|request| {
+        let name = request
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("name="))
+            .filter(|name| valid_name(name))
+            .map(str::to_owned);
+        async move {
+            let name = name.ok_or_else(|| {
+                AuthRejection::unauthorized("a name of 1 to 32 letters, digits, _ - . is needed")
+            })?;
+            Ok(Keys::new().with("name", name))
+        }
+    });
+
+    let chat = router::Router::new().on_request("say", |session, say: Say| async move {
+        if !session.is_in(&say.room) {
+            return Err(Reject::new("not in room").into());
+        }
+        if say.text.is_empty() || say.text.chars().count() > MAX_TEXT {
+            return Err(Reject::new("invalid")
+                .message(format!("1 to {MAX_TEXT} characters"))
+                .into());
+        }
+        let live = LiveHub::of(&session.melody()).expect("live topics are plugged");
+        let name = session.get::<String>("name").unwrap_or_default();
+        let published = live.publish(&say.room, json!({ "name": name, "text": say.text }))?;
+        Ok(json!({ "offset": published.offset }))
+    });
+    melody.plug(
+        Live::new()
+            .presence("room:*")
+            .history(
+                "room:*",
+                History::new().size(200).ttl(Duration::from_secs(30 * 60)),
+            )
+            .info(|session| json!({ "name": session.get::<String>("name") }))
+            .router(chat),
+    );
+
+    let app = Router::new()
+        .route("/", get(|| async { Html(include_str!("live.html")) }))
+        .route("/ws", get(melody.handler()));
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("live: open http://{}/", listener.local_addr()?);
+    melody::serve(listener, app).await
+}
+
+/// A name as the page sends it: short, and nothing that needs escaping anywhere.
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

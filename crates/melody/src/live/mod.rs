@@ -1,0 +1,323 @@
+//! Live topics: presence events, history with recovery after a reconnect, over the router's
+//! requests (feature `live`). The wire protocol is docs/PROTOCOL.md.
+//!
+//! [`Live`] is a plug-in built with the topics it serves and the application's [`Router`]:
+//! clients `subscribe` to topics the server opened (a pattern such as `room:*`), get what they
+//! missed since their last position, see who else is there, and receive every publication made
+//! with [`LiveHub::publish`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use melody::{Melody, live::{History, Live, LiveHub}, router::Router};
+//! use serde_json::json;
+//!
+//! let melody = Melody::new();
+//! let chat = Router::new().on_request("say", |session, text: String| async move {
+//!     let live = LiveHub::of(&session.melody()).expect("live is plugged");
+//!     let name = session.get::<String>("name").unwrap_or_default();
+//!     live.publish("room:lobby", json!({ "from": name, "text": text }))?;
+//!     Ok(())
+//! });
+//! melody.plug(
+//!     Live::new()
+//!         .presence("room:*")
+//!         .history("room:*", History::new().size(100).ttl(Duration::from_secs(600)))
+//!         .info(|session| json!({ "name": session.get::<String>("name") }))
+//!         .router(chat),
+//! );
+//! ```
+//!
+//! # What a client can do
+//!
+//! `subscribe` (with `since` to recover, or `history` for the latest publications),
+//! `unsubscribe`, and `presence` (the member list), each a request answered once; see
+//! docs/PROTOCOL.md for every field. Only topics matching a pattern given to [`Live::topics`],
+//! [`Live::presence`] or [`Live::history`] can be subscribed, and [`Live::authorize`] can refuse
+//! one per session. Publishing is the application's: a route of its router that checks what it
+//! must, then calls [`LiveHub::publish`].
+//!
+//! # Guarantees
+//!
+//! - **Seam.** A subscriber gets the publications it missed in its subscribe reply, then every
+//!   later one, in order, none twice: publishing and subscribing to a topic take the same lock
+//!   on this node, so each publication is either in the reply or queued after it.
+//! - **Recovery** is complete (`recovered: true`) when the client's epoch is the topic's, and
+//!   everything after its offset is still kept ([`History::size`], [`History::ttl`]) and is at
+//!   most [`Live::max_recover`]. Otherwise the reply says `recovered: false`, and the
+//!   application refetches its state.
+//! - **Epochs.** A topic's stream lives in memory: it starts with a fresh epoch when the
+//!   process starts, and when the topic had no member and nothing left in its history (it was
+//!   swept out). Either way a returning client learns that its history is gone.
+//! - **Presence** events are at most once. A member leaves when it unsubscribes or
+//!   disconnects, for whatever reason.
+//! - **One node.** Publications and presence events cross nodes with a cluster
+//!   ([`crate::cluster`]) as any topic send does, but histories, offsets and member lists are
+//!   each node's own: with a cluster, use history only where each topic is published on one
+//!   node.
+//!
+//! # Costs
+//!
+//! A topic with history keeps up to [`History::size`] publications (their JSON, shared with
+//! the messages sent); with presence, one entry per member. A publication to a topic with
+//! history is encoded once, like any broadcast, and takes the topic's lock for its fan-out.
+
+mod history;
+mod routes;
+mod rules;
+#[cfg(feature = "sse")]
+mod sse;
+mod state;
+mod wire;
+
+use std::{fmt, sync::Arc};
+
+use serde::Serialize;
+use serde_json::{Value, value::RawValue};
+
+pub use self::{
+    history::{History, StreamPosition},
+    wire::{MAX_TOPIC_LEN, Member},
+};
+use self::{
+    rules::{Pattern, Rule, Settings},
+    state::LiveState,
+};
+use crate::{
+    Closed, Melody, Session,
+    plugin::Plugin,
+    router::{EncodeError, Router},
+};
+
+/// The live-topics plug-in: which topics clients may subscribe to, with presence and history,
+/// and the application's router that it extends. See the [module docs](self).
+#[must_use = "live topics do nothing until plugged into a hub"]
+pub struct Live {
+    settings: Settings,
+    router: Router,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            settings: Settings {
+                max_recover: 1000,
+                ..Settings::default()
+            },
+            router: Router::new(),
+        }
+    }
+}
+
+impl Live {
+    /// No topic open yet, an empty router, at most 1,000 publications recovered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn rule(mut self, pattern: &str, presence: bool, history: Option<History>) -> Self {
+        self.settings.rules.push(Rule {
+            pattern: Pattern::parse(pattern),
+            presence,
+            history,
+        });
+        self
+    }
+
+    /// Lets clients subscribe to topics matching `pattern` (a name, or a prefix ending in `*`:
+    /// `room:*`; `*` alone is every topic), with neither presence nor history.
+    pub fn topics(self, pattern: &str) -> Self {
+        self.rule(pattern, false, None)
+    }
+
+    /// Presence on topics matching `pattern` (which clients may then subscribe to): members
+    /// get `join` and `leave` events, and the member list with their subscribe reply.
+    pub fn presence(self, pattern: &str) -> Self {
+        self.rule(pattern, true, None)
+    }
+
+    /// History on topics matching `pattern` (which clients may then subscribe to): each
+    /// publication gets an offset and is kept as `history` says, for recovery. Where several
+    /// patterns give a topic history, the first one added counts.
+    pub fn history(self, pattern: &str, history: History) -> Self {
+        self.rule(pattern, false, Some(history))
+    }
+
+    /// What members of topics with presence show of themselves: `info(session)` when they
+    /// subscribe (for example a user name the auth hook put in the session's keys). Default
+    /// nothing: only their id.
+    pub fn info(mut self, info: impl Fn(&Session) -> Value + Send + Sync + 'static) -> Self {
+        self.settings.info = Some(Arc::new(info));
+        self
+    }
+
+    /// Decides, per session and topic, whether a subscription to an open topic is allowed;
+    /// a refusal answers `{"reason":"forbidden"}`.
+    pub fn authorize(
+        mut self,
+        authorize: impl Fn(&Session, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.authorize = Some(Arc::new(authorize));
+        self
+    }
+
+    /// Runs on the server when a member joins a topic with presence (its topic, itself).
+    pub fn on_join(mut self, f: impl Fn(&str, &Member) + Send + Sync + 'static) -> Self {
+        self.settings.on_join = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs on the server when a member leaves a topic with presence, by unsubscribing or
+    /// disconnecting.
+    pub fn on_leave(mut self, f: impl Fn(&str, &Member) + Send + Sync + 'static) -> Self {
+        self.settings.on_leave = Some(Arc::new(f));
+        self
+    }
+
+    /// The most publications one subscription recovers (and the most `history` it gets);
+    /// missing more is `recovered: false`. Default 1,000.
+    pub fn max_recover(mut self, max: usize) -> Self {
+        self.settings.max_recover = max;
+        self
+    }
+
+    /// The application's router: the live protocol's requests (`subscribe`, `unsubscribe`,
+    /// `presence`) are added to it, replacing routes of those types, and it is plugged in with
+    /// the live topics. Plug the router this way, not on its own.
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+}
+
+impl Plugin for Live {
+    fn install(self, melody: &Melody) {
+        let state = Arc::new(LiveState::new(self.settings));
+        melody.plugins().insert(state.clone());
+        let leaving = state.clone();
+        melody
+            .plugins()
+            .on_disconnect(move |session| leaving.disconnected(session));
+        melody.plug(routes::add(self.router, &state));
+    }
+}
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live")
+            .field("settings", &self.settings)
+            .field("router", &self.router)
+            .finish()
+    }
+}
+
+/// The live topics of a hub, to publish and to look at: [`LiveHub::of`] a hub [`Live`] was
+/// plugged into. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveHub {
+    melody: Melody,
+    state: Arc<LiveState>,
+}
+
+/// What [`LiveHub::publish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The publication's offset in the topic's stream, when the topic keeps history.
+    pub offset: Option<u64>,
+    /// Recipients reached on this node (sessions and sinks such as SSE subscribers).
+    pub reached: usize,
+}
+
+/// Why [`LiveHub::publish`] published nothing.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The data is not JSON.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The hub is closed.
+    #[error(transparent)]
+    Closed(#[from] Closed),
+}
+
+impl LiveHub {
+    /// The live topics of `melody`; `None` when [`Live`] is not plugged into it.
+    #[must_use]
+    pub fn of(melody: &Melody) -> Option<Self> {
+        let state = melody.plugins().get::<LiveState>()?;
+        Some(Self {
+            melody: melody.clone(),
+            state,
+        })
+    }
+
+    /// Publishes `data` to `topic`'s subscribers as `{"type":"pub","data":{"topic","offset",
+    /// "data"}}`, kept in its history when it has one. Any topic can be published to, open to
+    /// clients or not.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError`]: data that is not JSON, a closed hub.
+    pub fn publish(&self, topic: &str, data: impl Serialize) -> Result<Published, PublishError> {
+        let raw: Box<RawValue> =
+            serde_json::value::to_raw_value(&data).map_err(EncodeError::from)?;
+        let (offset, reached) = self.state.publish(&self.melody, topic, Arc::from(raw))?;
+        Ok(Published { offset, reached })
+    }
+
+    /// Subscribes `session` to `topic` from the server (a plain WebSocket handler's way in):
+    /// with presence on, the others get its `join`; it gets the topic's publications from now
+    /// on, but no reply and nothing of the past. `Ok(false)` when it was subscribed already.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError`](crate::JoinError) as [`Session::join`] (closed, too many topics).
+    pub fn join(&self, session: &Session, topic: &str) -> Result<bool, crate::JoinError> {
+        let already = session.is_in(topic);
+        let features = self.state.settings.features(topic);
+        let outcome =
+            self.state
+                .subscribe(session, topic, features, &history::Replay::Nothing, |_| {
+                    Ok(())
+                });
+        match outcome {
+            Ok(()) => Ok(!already),
+            Err(state::SubscribeError::Join(error)) => Err(error),
+            Err(state::SubscribeError::Reply(_)) => unreachable!("joining sends no reply"),
+        }
+    }
+
+    /// Unsubscribes `session` from `topic` from the server; with presence on, the others get
+    /// its `leave`. `false` when it was not subscribed.
+    pub fn leave(&self, session: &Session, topic: &str) -> bool {
+        self.state.unsubscribe(session, topic)
+    }
+
+    /// The members of a topic with presence, on this node.
+    #[must_use]
+    pub fn members(&self, topic: &str) -> Vec<Member> {
+        self.state.members(topic)
+    }
+
+    /// Where a topic with history stands: its epoch and last offset (`None` before anything
+    /// was published or subscribed there, or after it was swept out).
+    #[must_use]
+    pub fn position(&self, topic: &str) -> Option<StreamPosition> {
+        self.state.position(topic)
+    }
+
+    /// How many topics hold state (members or history) on this node: bounded by what
+    /// subscribers keep open and what history keeps.
+    #[must_use]
+    pub fn topics_held(&self) -> usize {
+        self.state.topics_held()
+    }
+}
+
+impl fmt::Debug for LiveHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveHub")
+            .field("topics_held", &self.topics_held())
+            .finish_non_exhaustive()
+    }
+}

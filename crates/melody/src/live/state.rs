@@ -1,0 +1,365 @@
+//! The live topics of one hub: each topic's stream and members behind one lock, which orders
+//! publishing, subscribing and leaving on this node.
+//!
+//! Why one lock per topic: a subscriber must get what it missed and then every publication
+//! after it, with no gap and no repeat at the seam. Publishing appends to the stream and fans
+//! out under the topic's lock; subscribing reads the stream, queues the reply and joins the
+//! topic under the same lock, so every publication is either in the reply or queued after it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, value::RawValue};
+
+use super::{
+    history::{Recovery, Replay, Stream, StreamPosition},
+    rules::{Features, Settings},
+    wire::{self, Member},
+};
+use crate::{Closed, JoinError, Melody, Session, SessionId};
+
+/// How often, at most, topics left with nothing in them are swept out.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+pub(crate) struct LiveState {
+    pub(crate) settings: Settings,
+    topics: Mutex<Topics>,
+}
+
+struct Topics {
+    by_name: HashMap<Arc<str>, Arc<TopicState>>,
+    swept: Instant,
+}
+
+#[derive(Default)]
+struct TopicState {
+    inner: Mutex<TopicInner>,
+}
+
+#[derive(Default)]
+struct TopicInner {
+    stream: Option<Stream>,
+    members: HashMap<SessionId, Value>,
+    /// Taken out of the map: whoever holds it must look the topic up again.
+    removed: bool,
+}
+
+impl TopicInner {
+    fn is_idle(&mut self, now: Instant) -> bool {
+        if let Some(stream) = &mut self.stream {
+            stream.trim(now);
+        }
+        self.members.is_empty() && self.stream.as_ref().is_none_or(Stream::is_empty)
+    }
+}
+
+/// What a subscription gives the subscriber.
+pub(crate) struct Subscription {
+    pub(crate) position: Option<StreamPosition>,
+    pub(crate) recovery: Recovery,
+    pub(crate) members: Option<Vec<Member>>,
+}
+
+/// What an SSE subscriber gets of the past: whether it is all it missed, and the
+/// publications with their positions.
+#[cfg(feature = "sse")]
+pub(crate) struct Recovered<'a> {
+    pub(crate) complete: Option<bool>,
+    pub(crate) publications: Vec<(StreamPosition, &'a str)>,
+}
+
+/// Why a subscription failed.
+pub(crate) enum SubscribeError {
+    Join(JoinError),
+    /// Queueing the reply failed; the subscription was undone.
+    Reply(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl LiveState {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            topics: Mutex::new(Topics {
+                by_name: HashMap::new(),
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the topic's state under its lock; the state is created when missing (and
+    /// idle topics are swept out now and then).
+    fn with_topic<R>(&self, name: &str, f: impl FnOnce(&Arc<str>, &mut TopicInner) -> R) -> R {
+        loop {
+            let (state, key) = {
+                let mut topics = lock(&self.topics);
+                let now = Instant::now();
+                if now.duration_since(topics.swept) >= SWEEP_EVERY {
+                    topics.swept = now;
+                    // `try_lock`: a topic's lock is taken before the map's elsewhere, so
+                    // waiting for one here could deadlock; a busy topic is not idle anyway.
+                    topics
+                        .by_name
+                        .retain(|_, topic| match topic.inner.try_lock() {
+                            Ok(mut inner) => {
+                                let idle = inner.is_idle(now);
+                                inner.removed |= idle;
+                                !idle
+                            }
+                            Err(_) => true,
+                        });
+                }
+                match topics.by_name.get_key_value(name) {
+                    Some((key, state)) => (state.clone(), key.clone()),
+                    None => {
+                        let key: Arc<str> = Arc::from(name);
+                        let state = Arc::new(TopicState::default());
+                        topics.by_name.insert(key.clone(), state.clone());
+                        (state, key)
+                    }
+                }
+            };
+            let mut inner = lock(&state.inner);
+            // Swept out between the map and its lock: look it up again.
+            if !inner.removed {
+                return f(&key, &mut inner);
+            }
+        }
+    }
+
+    /// The topic's state if it exists.
+    fn existing(&self, name: &str) -> Option<Arc<TopicState>> {
+        lock(&self.topics).by_name.get(name).cloned()
+    }
+
+    /// Takes an idle topic out of the map. Called with its lock held (the map's lock is only
+    /// ever taken inside a topic's, never the other way round).
+    fn remove_if_idle(&self, name: &str, inner: &mut TopicInner) {
+        // A topic already removed is not the map's any more (a new one may have its name).
+        if !inner.removed && inner.is_idle(Instant::now()) {
+            inner.removed = true;
+            lock(&self.topics).by_name.remove(name);
+        }
+    }
+
+    /// Subscribes `session`: joins the topic, and — before anything published after it —
+    /// `reply` queues the answer built from what this returns.
+    pub(crate) fn subscribe(
+        &self,
+        session: &Session,
+        topic: &str,
+        features: Features,
+        replay: &Replay,
+        reply: impl FnOnce(&Subscription) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Result<(), SubscribeError> {
+        if !features.keeps_state() {
+            let joined = session.join(topic).map_err(SubscribeError::Join)?;
+            let subscription = Subscription {
+                position: None,
+                recovery: Recovery::default(),
+                members: None,
+            };
+            return reply(&subscription).map_err(|error| {
+                if joined {
+                    session.leave(topic);
+                }
+                SubscribeError::Reply(error)
+            });
+        }
+        self.with_topic(topic, |name, inner| {
+            let joined = match session.join(&**name) {
+                Ok(joined) => joined,
+                Err(error) => {
+                    self.remove_if_idle(name, inner);
+                    return Err(SubscribeError::Join(error));
+                }
+            };
+            let now = Instant::now();
+            let (position, recovery) = match features.history {
+                Some(limits) => {
+                    let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
+                    let recovery = stream.replay(replay, self.settings.max_recover, now);
+                    (Some(stream.position()), recovery)
+                }
+                None => (None, Recovery::default()),
+            };
+            let member = features.presence.then(|| Member {
+                id: session.id(),
+                info: self
+                    .settings
+                    .info
+                    .as_ref()
+                    .map_or(Value::Null, |info| info(session)),
+            });
+            if let Some(member) = &member {
+                inner.members.insert(member.id, member.info.clone());
+            }
+            let members = features.presence.then(|| members_of(inner));
+            let subscription = Subscription {
+                position,
+                recovery,
+                members,
+            };
+            if let Err(error) = reply(&subscription) {
+                if joined {
+                    session.leave(name);
+                    inner.members.remove(&session.id());
+                }
+                self.remove_if_idle(name, inner);
+                return Err(SubscribeError::Reply(error));
+            }
+            if let (Some(member), true) = (member, joined) {
+                let event = wire::presence_event("join", name, &member);
+                let _ = session
+                    .melody()
+                    .topic(&**name)
+                    .except(session.id())
+                    .send(event);
+                if let Some(on_join) = &self.settings.on_join {
+                    on_join(name, &member);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Takes `session` out of `topic`; whether it was in it. Its `leave` goes to the others.
+    pub(crate) fn unsubscribe(&self, session: &Session, topic: &str) -> bool {
+        let Some(state) = self.existing(topic) else {
+            return session.leave(topic);
+        };
+        let mut inner = lock(&state.inner);
+        let left = session.leave(topic);
+        self.left(&session.melody(), topic, session.id(), &mut inner);
+        left
+    }
+
+    /// A session that disconnected leaves every live topic it was in.
+    pub(crate) fn disconnected(&self, session: &Session) {
+        let melody = session.melody();
+        for topic in session.topics() {
+            if let Some(state) = self.existing(&topic) {
+                let mut inner = lock(&state.inner);
+                self.left(&melody, &topic, session.id(), &mut inner);
+            }
+        }
+    }
+
+    /// The member `id` left `topic` (already out of its member list in the core).
+    fn left(&self, melody: &Melody, topic: &str, id: SessionId, inner: &mut TopicInner) {
+        if let Some(info) = inner.members.remove(&id) {
+            let member = Member { id, info };
+            let _ = melody
+                .topic(topic)
+                .send(wire::presence_event("leave", topic, &member));
+            if let Some(on_leave) = &self.settings.on_leave {
+                on_leave(topic, &member);
+            }
+        }
+        self.remove_if_idle(topic, inner);
+    }
+
+    /// Publishes to `topic`: appended to its history when it keeps one, then fanned out.
+    pub(crate) fn publish(
+        &self,
+        melody: &Melody,
+        topic: &str,
+        data: Arc<RawValue>,
+    ) -> Result<(Option<u64>, usize), Closed> {
+        let features = self.settings.features(topic);
+        let Some(limits) = features.history else {
+            let reached = melody
+                .topic(topic)
+                .send(wire::publication(topic, None, &data))?;
+            return Ok((None, reached));
+        };
+        self.with_topic(topic, |name, inner| {
+            let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
+            let offset = stream.append(data.clone(), Instant::now());
+            let message = wire::publication(name, Some(offset), &data);
+            #[cfg(feature = "sse")]
+            if melody.plugins().get::<crate::sse::Index>().is_some() {
+                // SSE subscribers get the data alone, with `epoch:offset` as the event id.
+                let event = super::sse::event(&stream.position(), data.get());
+                let reached = melody.topic(&**name).send_with(message, &event)?;
+                return Ok((Some(offset), reached));
+            }
+            let reached = melody.topic(&**name).send(message)?;
+            Ok((Some(offset), reached))
+        })
+    }
+
+    /// Runs `subscribe` (an SSE subscription) under the topic's lock with what `replay` asks
+    /// of its history, so that it misses nothing published meanwhile.
+    #[cfg(feature = "sse")]
+    pub(crate) fn replay_to<R>(
+        &self,
+        topic: &str,
+        replay: &Replay,
+        subscribe: impl FnOnce(Recovered<'_>) -> R,
+    ) -> R {
+        let Some(limits) = self.settings.features(topic).history else {
+            return subscribe(Recovered {
+                complete: None,
+                publications: Vec::new(),
+            });
+        };
+        self.with_topic(topic, |_, inner| {
+            let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
+            let recovery = stream.replay(replay, self.settings.max_recover, Instant::now());
+            let publications = recovery
+                .publications
+                .iter()
+                .map(|entry| {
+                    let position = StreamPosition {
+                        epoch: stream.epoch.clone(),
+                        offset: entry.offset,
+                    };
+                    (position, entry.data.get())
+                })
+                .collect();
+            subscribe(Recovered {
+                complete: recovery.recovered,
+                publications,
+            })
+        })
+    }
+
+    /// The members of `topic` on this node.
+    pub(crate) fn members(&self, topic: &str) -> Vec<Member> {
+        self.existing(topic)
+            .map(|state| members_of(&lock(&state.inner)))
+            .unwrap_or_default()
+    }
+
+    /// The stream position of `topic`, when it keeps history and has a stream.
+    pub(crate) fn position(&self, topic: &str) -> Option<StreamPosition> {
+        let state = self.existing(topic)?;
+        let inner = lock(&state.inner);
+        inner.stream.as_ref().map(Stream::position)
+    }
+
+    /// How many topics hold state (members or history) right now.
+    pub(crate) fn topics_held(&self) -> usize {
+        lock(&self.topics).by_name.len()
+    }
+}
+
+fn members_of(inner: &TopicInner) -> Vec<Member> {
+    inner
+        .members
+        .iter()
+        .map(|(id, info)| Member {
+            id: *id,
+            info: info.clone(),
+        })
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
