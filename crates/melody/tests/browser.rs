@@ -53,6 +53,14 @@ fn sse_events_reach_the_page_from_websocket_and_http() {
     run_browser_test("sse");
 }
 
+// `live` is built only with the `live` feature. Its script cuts one page's connection at a
+// TCP proxy of its own and checks that the page recovers every message it missed.
+#[cfg(feature = "live")]
+#[test]
+fn live_presence_and_recovery_after_a_lost_connection() {
+    run_browser_test("live");
+}
+
 #[test]
 fn filewatch_pages_follow_file_edits() {
     // A folder of its own: the example watches the file's parent folder.
