@@ -2,7 +2,7 @@
 //! with the `metrics` feature the same figures also go to the `metrics` facade
 //! (`core/metrics.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use super::hub::Melody;
 #[cfg(feature = "metrics")]
@@ -56,7 +56,10 @@ pub(crate) struct Counters {
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     bytes_out: AtomicU64,
-    wire_bytes_out: AtomicU64,
+    /// Payload bytes compression kept off the wire, negative when it added some (a message
+    /// compressed with context that grew). Only sessions that compress touch it: writing
+    /// uncompressed costs no extra atomic.
+    wire_bytes_saved: AtomicI64,
     compressions: AtomicU64,
     dropped: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
@@ -72,7 +75,7 @@ impl Counters {
             bytes_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            wire_bytes_out: AtomicU64::new(0),
+            wire_bytes_saved: AtomicI64::new(0),
             compressions: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rejected: Default::default(),
@@ -98,12 +101,19 @@ impl Counters {
     }
 
     /// `wire_bytes`: the payload bytes as written, compressed where they were.
-    pub(crate) fn sent(&self, messages: usize, bytes: usize, wire_bytes: usize) {
+    /// Messages written: `bytes` of payload, of which compression kept `saved` off the wire.
+    pub(crate) fn sent(&self, messages: usize, bytes: usize, saved: i64) {
         self.messages_out.fetch_add(messages as u64, Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Relaxed);
-        self.wire_bytes_out.fetch_add(wire_bytes as u64, Relaxed);
+        if saved != 0 {
+            self.wire_bytes_saved.fetch_add(saved, Relaxed);
+        }
         #[cfg(feature = "metrics")]
-        metrics::sent(messages, bytes, wire_bytes);
+        metrics::sent(
+            messages,
+            bytes,
+            usize::try_from(bytes as i64 - saved).unwrap_or(0),
+        );
     }
 
     /// A payload was compressed (permessage-deflate).
@@ -228,7 +238,8 @@ impl Melody {
             bytes_in: read(&counters.bytes_in),
             messages_out: read(&counters.messages_out),
             bytes_out: read(&counters.bytes_out),
-            wire_bytes_out: read(&counters.wire_bytes_out),
+            wire_bytes_out: read(&counters.bytes_out)
+                .saturating_add_signed(-counters.wire_bytes_saved.load(Relaxed)),
             compressions: read(&counters.compressions),
             dropped: read(&counters.dropped),
             rejections: Rejections {

@@ -294,13 +294,13 @@ impl Connection {
         };
         // Counted before the write, while `wire` is at hand; a failed write ends the session.
         let bytes: usize = self.batch.iter().map(Message::len).sum();
-        let wire_bytes: usize = self
-            .batch
+        // What compression kept off the wire; nothing to add up when nothing was compressed.
+        let saved: i64 = wire
             .iter()
-            .enumerate()
-            .map(|(i, message)| match wire.get(i) {
-                Some(Some(compressed)) => compressed.len(),
-                _ => message.len(),
+            .zip(&self.batch)
+            .map(|(compressed, message)| match compressed {
+                Some(compressed) => message.len() as i64 - compressed.len() as i64,
+                None => 0,
             })
             .sum();
         let mut cursor = Cursor::default();
@@ -319,7 +319,7 @@ impl Connection {
         self.session
             .hub()
             .counters
-            .sent(self.batch.len(), bytes, wire_bytes);
+            .sent(self.batch.len(), bytes, saved);
         let handlers = self.session.hub().handlers();
         if handlers.wants_sent() {
             for message in &self.batch {
