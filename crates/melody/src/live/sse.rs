@@ -61,18 +61,10 @@ impl LiveHub {
     pub fn sse_handler(
         &self,
         resolver: TopicResolver,
-    ) -> impl Fn(
-        axum::extract::Request,
-    ) -> futures_util::future::BoxFuture<'static, axum::response::Response>
-    + Clone
-    + Send
-    + Sync
-    + 'static {
+    ) -> impl Fn(axum::extract::Request) -> crate::sse::AxumFuture + Clone + Send + Sync + 'static
+    {
         let live = self.clone();
-        move |req| {
-            let response = live.sse_handle(req, &resolver);
-            Box::pin(async move { axum::response::IntoResponse::into_response(response.await) })
-        }
+        crate::sse::axum_handler(move |req| live.sse_handle(req, &resolver))
     }
 
     /// [`LiveHub::sse_handler`] for any hyper-based server.

@@ -138,18 +138,9 @@ impl Sse {
     pub fn handler(
         &self,
         resolver: TopicResolver,
-    ) -> impl Fn(
-        axum::extract::Request,
-    ) -> futures_util::future::BoxFuture<'static, axum::response::Response>
-    + Clone
-    + Send
-    + Sync
-    + 'static {
+    ) -> impl Fn(axum::extract::Request) -> AxumFuture + Clone + Send + Sync + 'static {
         let sse = self.clone();
-        move |req| {
-            let response = sse.handle(req, &resolver);
-            Box::pin(async move { axum::response::IntoResponse::into_response(response.await) })
-        }
+        axum_handler(move |req| sse.handle(req, &resolver))
     }
 
     /// Answers an SSE request (for any hyper-based server): resolves the topic, runs the hub's
@@ -234,6 +225,25 @@ impl std::fmt::Debug for Sse {
         f.debug_struct("Sse")
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// The future an axum SSE handler returns.
+#[cfg(feature = "axum")]
+pub(crate) type AxumFuture = futures_util::future::BoxFuture<'static, axum::response::Response>;
+
+/// An axum handler of a function from the request to its SSE response.
+#[cfg(feature = "axum")]
+pub(crate) fn axum_handler<F, Fut>(
+    handle: F,
+) -> impl Fn(axum::extract::Request) -> AxumFuture + Clone + Send + Sync + 'static
+where
+    F: Fn(axum::extract::Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = SseResponse> + Send + 'static,
+{
+    move |req| {
+        let response = handle(req);
+        Box::pin(async move { axum::response::IntoResponse::into_response(response.await) })
     }
 }
 
