@@ -23,6 +23,7 @@ pub mod echo;
 pub mod fanout;
 pub mod floor;
 pub mod idle;
+pub mod live;
 pub mod payload;
 pub mod report;
 pub mod topics;

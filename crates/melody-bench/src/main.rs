@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use melody_bench::{churn, common, echo, fanout, floor, idle, payload, report, topics};
+use melody_bench::{churn, common, echo, fanout, floor, idle, live, payload, report, topics};
 
 /// mimalloc rather than the system allocator: it hands memory back to the system after a
 /// wave of connections has closed (glibc keeps it for reuse), and the benchmarks
@@ -36,6 +36,9 @@ enum Command {
     Churn(ChurnArgs),
     /// Sessions joining and leaving topics, one big room, a mass disconnect (`rooms` example).
     TopicChurn(TopicChurnArgs),
+    /// Live topics (`live` example): publish cost with history on or off, recovery after a
+    /// crowd reconnects.
+    Live(LiveArgs),
     /// The thinnest broadcast (or echo) server on tokio-websockets.
     FloorServer(FloorArgs),
     /// Write the markdown table of `docs/BENCHMARKS.md` from a directory of JSON results.
@@ -226,6 +229,33 @@ struct TopicChurnArgs {
 }
 
 #[derive(Debug, Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publications in the publish phase.
+    #[arg(long, default_value_t = 20_000)]
+    messages: u64,
+    /// `say` requests the publisher may have unanswered.
+    #[arg(long, default_value_t = 64)]
+    window: u64,
+    /// Publications made while the subscribers are away (0: no recovery phase).
+    #[arg(long, default_value_t = 100)]
+    missed: u64,
+    /// The room.
+    #[arg(long, default_value = "room:bench")]
+    topic: String,
+    /// Bound, in seconds, on each phase.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// The server's process id (for CPU).
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
 struct FloorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:5000", env = "ADDR")]
@@ -330,6 +360,18 @@ fn main() -> io::Result<()> {
             opts.timeout = secs(a.timeout);
             opts.pid = a.pid;
             let report = runtime(a.common.threads)?.block_on(topics::run(&opts))?;
+            emit(report.summary(), &report, a.common.json.as_deref())
+        }
+        Command::Live(a) => {
+            let mut opts = live::LiveOptions::new(a.common.url.clone());
+            opts.subscribers = a.subscribers;
+            opts.messages = a.messages;
+            opts.window = a.window.max(1);
+            opts.missed = a.missed;
+            opts.topic = a.topic;
+            opts.timeout = secs(a.timeout);
+            opts.pid = a.pid;
+            let report = runtime(a.common.threads)?.block_on(live::run(&opts))?;
             emit(report.summary(), &report, a.common.json.as_deref())
         }
         Command::WaitQuiet(a) => {

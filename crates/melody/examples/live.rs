@@ -8,7 +8,9 @@
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`). The page asks for a name and sends it as
 //! `?name=` (1 to 32 letters, digits, `_`, `-` or `.`; anything else gets 401). Rooms are the
-//! topics `room:<anything>`; `say` publishes to a room the sender is in.
+//! topics `room:<anything>`; `say` publishes to a room the sender is in. For
+//! `melody-bench live`: `HISTORY=0` turns history off, `MESSAGE_RATE=0` lifts the per-client
+//! message rate limit (20 a second).
 
 use std::time::Duration;
 
@@ -32,9 +34,15 @@ const MAX_TEXT: usize = 1000;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // 20 messages a second per client, bursts of 40; `MESSAGE_RATE=0` lifts the limit (for
+    // `melody-bench live`, whose publisher sends as fast as the server answers).
+    let rate = std::env::var("MESSAGE_RATE")
+        .ok()
+        .and_then(|rate| rate.parse().ok())
+        .unwrap_or(20);
     let melody = Melody::with_config(
         Config::default()
-            .message_rate_limit(20, 40)
+            .message_rate_limit(rate, rate.saturating_mul(2))
             .max_message_size(16 * 1024),
     );
     melody.on_auth(|request| {
@@ -68,16 +76,16 @@ async fn main() -> std::io::Result<()> {
         let published = live.publish(&say.room, json!({ "name": name, "text": say.text }))?;
         Ok(json!({ "offset": published.offset }))
     });
-    melody.plug(
-        Live::new()
-            .presence("room:*")
-            .history(
-                "room:*",
-                History::new().size(200).ttl(Duration::from_secs(30 * 60)),
-            )
-            .info(|session| json!({ "name": session.get::<String>("name") }))
-            .router(chat),
-    );
+    let mut live = Live::new()
+        .presence("room:*")
+        .info(|session| json!({ "name": session.get::<String>("name") }))
+        .router(chat);
+    // `HISTORY=0` leaves history off (`melody-bench live` measures what it costs).
+    if std::env::var("HISTORY").map_or(true, |value| value != "0") {
+        let history = History::new().size(200).ttl(Duration::from_secs(30 * 60));
+        live = live.history("room:*", history);
+    }
+    melody.plug(live);
 
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("live.html")) }))
