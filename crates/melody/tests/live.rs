@@ -421,3 +421,45 @@ async fn plain_handlers_join_sessions_with_presence_from_the_server() {
     assert!(hub.leave(&session, "room:auto"));
     assert_eq!(watcher.next_of("leave").await["member"]["id"], id.as_str());
 }
+
+/// The application's callbacks run outside the topic's lock: they may publish to the topic
+/// they are told about, or read its members, without a deadlock.
+#[tokio::test]
+async fn callbacks_may_use_the_live_hub_on_their_own_topic() {
+    let melody = Melody::new();
+    let greeter = melody.clone();
+    let farewell = melody.clone();
+    let reader = melody.clone();
+    melody.plug(
+        Live::new()
+            .presence("room:*")
+            .history("room:*", History::new())
+            .info(
+                move |_| json!({ "before": LiveHub::of(&reader).unwrap().members("room:1").len() }),
+            )
+            .on_join(move |topic, member| {
+                let live = LiveHub::of(&greeter).unwrap();
+                live.publish(topic, format!("welcome {}", member.id))
+                    .unwrap();
+            })
+            .on_leave(move |topic, _| {
+                let live = LiveHub::of(&farewell).unwrap();
+                live.publish(topic, "bye").unwrap();
+            }),
+    );
+    let addr = spawn_app(&melody).await;
+    let mut a = LiveClient::connect(addr).await;
+    let reply = a.subscribe(json!({"topic": "room:1"})).await;
+    assert_eq!(reply["members"][0]["info"], json!({"before": 0}));
+    let id = reply["members"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.next_of("pub").await["data"], format!("welcome {id}"));
+    let mut b = LiveClient::connect(addr).await;
+    b.subscribe(json!({"topic": "room:1"})).await;
+    a.next_of("join").await;
+    drop(b);
+    assert_eq!(a.next_of("leave").await["topic"], "room:1");
+    let mut farewell_seen = false;
+    while !farewell_seen {
+        farewell_seen = a.next_of("pub").await["data"] == "bye";
+    }
+}

@@ -168,7 +168,17 @@ impl LiveState {
                 SubscribeError::Reply(error)
             });
         }
-        self.with_topic(topic, |name, inner| {
+        // The application's code runs outside the topic's lock: `info` before, `on_join`
+        // after (either may use the LiveHub, on this topic too).
+        let member = features.presence.then(|| Member {
+            id: session.id(),
+            info: self
+                .settings
+                .info
+                .as_ref()
+                .map_or(Value::Null, |info| info(session)),
+        });
+        let (name, joined) = self.with_topic(topic, |name, inner| {
             let joined = match session.join(&**name) {
                 Ok(joined) => joined,
                 Err(error) => {
@@ -185,14 +195,6 @@ impl LiveState {
                 }
                 None => (None, Recovery::default()),
             };
-            let member = features.presence.then(|| Member {
-                id: session.id(),
-                info: self
-                    .settings
-                    .info
-                    .as_ref()
-                    .map_or(Value::Null, |info| info(session)),
-            });
             if let Some(member) = &member {
                 inner.members.insert(member.id, member.info.clone());
             }
@@ -210,29 +212,32 @@ impl LiveState {
                 self.remove_if_idle(name, inner);
                 return Err(SubscribeError::Reply(error));
             }
-            if let (Some(member), true) = (member, joined) {
-                let event = wire::presence_event("join", name, &member);
+            if let (Some(member), true) = (&member, joined) {
+                let event = wire::presence_event("join", name, member);
                 let _ = session
                     .melody()
                     .topic(&**name)
                     .except(session.id())
                     .send(event);
-                if let Some(on_join) = &self.settings.on_join {
-                    on_join(name, &member);
-                }
             }
-            Ok(())
-        })
+            Ok((name.clone(), joined))
+        })?;
+        if let (Some(member), true, Some(on_join)) = (&member, joined, &self.settings.on_join) {
+            on_join(&name, member);
+        }
+        Ok(())
     }
 
     /// Takes `session` out of `topic`; whether it was in it. Its `leave` goes to the others.
     pub(crate) fn unsubscribe(&self, session: &Session, topic: &str) -> bool {
-        let Some(state) = self.existing(topic) else {
-            return session.leave(topic);
-        };
-        let mut inner = lock(&state.inner);
-        let left = session.leave(topic);
-        self.left(&session.melody(), topic, session.id(), &mut inner);
+        let melody = session.melody();
+        let (left, member) = self
+            .with_existing(topic, |inner| {
+                let left = session.leave(topic);
+                (left, self.left(&melody, topic, session.id(), inner))
+            })
+            .unwrap_or_else(|| (session.leave(topic), None));
+        self.announce_leave(topic, member.as_ref());
         left
     }
 
@@ -240,25 +245,52 @@ impl LiveState {
     pub(crate) fn disconnected(&self, session: &Session) {
         let melody = session.melody();
         for topic in session.topics() {
-            if let Some(state) = self.existing(&topic) {
-                let mut inner = lock(&state.inner);
-                self.left(&melody, &topic, session.id(), &mut inner);
+            let member = self
+                .with_existing(&topic, |inner| {
+                    self.left(&melody, &topic, session.id(), inner)
+                })
+                .flatten();
+            self.announce_leave(&topic, member.as_ref());
+        }
+    }
+
+    /// Runs `f` under the lock of `topic`'s state, if it has one.
+    fn with_existing<R>(&self, topic: &str, f: impl FnOnce(&mut TopicInner) -> R) -> Option<R> {
+        let mut f = Some(f);
+        loop {
+            let state = self.existing(topic)?;
+            let mut inner = lock(&state.inner);
+            // Swept out between the map and its lock: look it up again.
+            if !inner.removed {
+                return f.take().map(|f| f(&mut inner));
             }
         }
     }
 
-    /// The member `id` left `topic` (already out of its member list in the core).
-    fn left(&self, melody: &Melody, topic: &str, id: SessionId, inner: &mut TopicInner) {
-        if let Some(info) = inner.members.remove(&id) {
-            let member = Member { id, info };
+    /// The member `id` left `topic` (already out of its member list in the core): its `leave`
+    /// goes to the others, and it is returned for [`LiveState::announce_leave`].
+    fn left(
+        &self,
+        melody: &Melody,
+        topic: &str,
+        id: SessionId,
+        inner: &mut TopicInner,
+    ) -> Option<Member> {
+        let member = inner.members.remove(&id).map(|info| Member { id, info });
+        if let Some(member) = &member {
             let _ = melody
                 .topic(topic)
-                .send(wire::presence_event("leave", topic, &member));
-            if let Some(on_leave) = &self.settings.on_leave {
-                on_leave(topic, &member);
-            }
+                .send(wire::presence_event("leave", topic, member));
         }
         self.remove_if_idle(topic, inner);
+        member
+    }
+
+    /// Tells the application's `on_leave`, outside the topic's lock.
+    fn announce_leave(&self, topic: &str, member: Option<&Member>) {
+        if let (Some(member), Some(on_leave)) = (member, &self.settings.on_leave) {
+            on_leave(topic, member);
+        }
     }
 
     /// Publishes to `topic`: appended to its history when it keeps one, then fanned out.
