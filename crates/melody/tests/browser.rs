@@ -1,4 +1,4 @@
-//! Headless-Chromium tests of the `chat` and `gophers` examples.
+//! Headless-Chromium tests of the example pages (chat, gophers, multichat, typed, sse, filewatch, live).
 //!
 //! Each test starts an already-built example binary on a free loopback port,
 //! reads the URL it prints on stdout, and runs the matching playwright-core
