@@ -6,8 +6,9 @@
 #   bash bench/compare.sh            # full run, about 22 minutes
 #   QUICK=1 bash bench/compare.sh    # shorter holds and durations, about 8 minutes
 #
-# The memory scenarios (idle, churn) run once per server, and topic churn once against
-# melody's `rooms` example. The throughput scenarios (fan-out, echo) run in ROUNDS rounds that
+# The memory scenarios (idle, churn) run once per server, topic churn once against melody's
+# `rooms` example, and live topics (1,000 subscribers, history on and off, then a crowd that
+# reconnects and recovers) once against melody's `live` example. The throughput scenarios (fan-out, echo) run in ROUNDS rounds that
 # alternate the servers (melody, floor, melody, floor, ...), and the table shows each server's
 # median round: on a shared or noisy machine the speed drifts over minutes, and alternating
 # keeps that drift out of the ratios.
@@ -28,6 +29,7 @@
 #   ROUNDS=3           rounds of the throughput scenarios
 #   IDLE_CONNS=15000   connections held in the idle scenario
 #   IDLE_HOLD, FANOUT_SECS, RATE_SECS, ECHO_SECS, CHURN_SECS   override durations (seconds)
+#   LIVE_MESSAGES=20000   publications in each live-topics run (5,000 with QUICK)
 #   QUIET_BUSY=25      before each run, wait up to QUIET_WAIT s until the whole machine uses
 #   QUIET_WAIT=10      at most QUIET_BUSY % of a core (3 s with QUICK): other work skews figures
 #   OUT=docs/BENCHMARKS.md   where to write the report
@@ -48,12 +50,14 @@ if [[ "$QUICK" == 1 ]]; then
     RATE_SECS=${RATE_SECS:-5}
     ECHO_SECS=${ECHO_SECS:-3}
     CHURN_SECS=${CHURN_SECS:-3}
+    LIVE_MESSAGES=${LIVE_MESSAGES:-5000}
 else
     IDLE_HOLD=${IDLE_HOLD:-60}
     FANOUT_SECS=${FANOUT_SECS:-8}
     RATE_SECS=${RATE_SECS:-10}
     ECHO_SECS=${ECHO_SECS:-8}
     CHURN_SECS=${CHURN_SECS:-10}
+    LIVE_MESSAGES=${LIVE_MESSAGES:-20000}
 fi
 IDLE_CONNS=${IDLE_CONNS:-15000}
 ROUNDS=${ROUNDS:-3}
@@ -80,10 +84,12 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 log "building (release)"
 cargo build --release -p melody-bench --bin melody-bench >&2
 cargo build --release -p melody-ws --example chat --example echo --example rooms >&2
+cargo build --release -p melody-ws --features live --example live >&2
 BENCH=$ROOT/target/release/melody-bench
 CHAT=$ROOT/target/release/examples/chat
 ECHO=$ROOT/target/release/examples/echo
 ROOMS=$ROOT/target/release/examples/rooms
+LIVE=$ROOT/target/release/examples/live
 
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
@@ -283,6 +289,22 @@ if start_server melody-rooms "$ROOMS"; then
     load melody topic-churn / topic-churn --duration "$CHURN_SECS" --pid @PID@
     stop_server
 fi
+# Live topics: melody only. One room of 1,000 subscribers with presence, publications with and
+# without history (the `live` example's HISTORY), then (history on) everyone reconnecting at
+# once to recover what it missed.
+live_suite() {
+    local history scenario
+    for history in 1 0; do
+        scenario=live-history
+        [[ $history == 0 ]] && scenario=live-plain
+        if start_server "melody-$scenario" env HISTORY=$history MESSAGE_RATE=0 "$LIVE"; then
+            load melody "$scenario" "/ws?name=bench" live --subscribers 1000 \
+                --messages "$LIVE_MESSAGES" --pid @PID@
+            stop_server
+        fi
+    done
+}
+live_suite
 for ROUND in $(seq "$ROUNDS"); do
     for server in "${SERVERS[@]}"; do run_round "$server"; done
     if [[ "$COMPRESSION" == 1 ]] && start_server melody-compress "${COMPRESS_CMD[@]}"; then

@@ -87,8 +87,8 @@ pub struct LiveReport {
     pub cpu: CpuUsage,
     /// Server CPU per delivery in the publish phase, in µs.
     pub server_cpu_us_per_delivery: Option<f64>,
-    /// Recovery phase: from the first reconnect to the last subscribe reply, in ms.
-    pub recovery_ms: Option<f64>,
+    /// Recovery phase: from the first reconnect to the last subscribe reply, in seconds.
+    pub recovery_s: Option<f64>,
     /// Recovery phase: subscribers told `recovered: true` with exactly what they missed.
     pub recovered: Option<usize>,
 }
@@ -96,8 +96,12 @@ pub struct LiveReport {
 impl LiveReport {
     /// One line for people.
     pub fn summary(&self) -> String {
-        let recovery = match (self.recovery_ms, self.recovered) {
-            (Some(ms), Some(n)) => format!("; {n} of {} recovered in {ms:.0} ms", self.subscribers),
+        let recovery = match (self.recovery_s, self.recovered) {
+            (Some(s), Some(n)) => format!(
+                "; {n} of {} recovered in {:.0} ms",
+                self.subscribers,
+                s * 1e3
+            ),
             _ => String::new(),
         };
         format!(
@@ -208,7 +212,7 @@ pub async fn run(options: &LiveOptions) -> io::Result<LiveReport> {
     }
 
     // Recovery phase.
-    let (mut recovery_ms, mut recovered) = (None, None);
+    let (mut recovery_s, mut recovered) = (None, None);
     if history && options.missed > 0 {
         for reader in &readers {
             reader.abort();
@@ -251,7 +255,7 @@ pub async fn run(options: &LiveOptions) -> io::Result<LiveReport> {
                 ok += 1;
             }
         }
-        recovery_ms = Some(began.elapsed().as_secs_f64() * 1e3);
+        recovery_s = Some(began.elapsed().as_secs_f64());
         recovered = Some(ok);
     }
 
@@ -266,7 +270,7 @@ pub async fn run(options: &LiveOptions) -> io::Result<LiveReport> {
         deliveries_per_sec,
         cpu,
         server_cpu_us_per_delivery,
-        recovery_ms,
+        recovery_s,
         recovered,
     };
     Ok(report)

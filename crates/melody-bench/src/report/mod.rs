@@ -121,6 +121,8 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "idle",
         "churn",
         "topic-churn",
+        "live-history",
+        "live-plain",
     ]
     .map(String::from)
     .to_vec();
@@ -198,6 +200,8 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "echo-50x4",
         "churn",
         "topic-churn",
+        "live-history",
+        "live-plain",
     ] {
         let cells: Vec<String> = SERVERS
             .iter()
@@ -246,6 +250,13 @@ pub fn render(dir: &Path, header: &Header) -> String {
          (then `sync`, which checks the server's count); then all join one topic, leave and \
          rejoin it 8 times while it holds all 10,000, and disconnect at once. A topic that \
          scans its member list makes the last three quadratic.\n\
+         - **live-history / live-plain** (`melody-bench live` against the `live` example, \
+         its rate limit lifted): 1,000 subscribers in one room with presence on, and one \
+         publisher sending `say` requests (at most 64 unanswered and 64 ahead of the slowest \
+         subscriber); every publication must reach every subscriber in order. With history \
+         (size 200) and without; then, with history, all 1,000 disconnect, 100 more are \
+         published, and all reconnect at once and subscribe `since` their last offset: time \
+         to the last reply, and how many got exactly the 100 with `recovered: true`.\n\
          - **fanout-1k-json4k / fanout-1k-json64** (compression section): as fanout-1k with \
          4 KiB / 64-byte JSON-like chat events; `-deflate`: the same with subscribers offering \
          permessage-deflate. Bytes on the wire = payload bytes as received (compressed size; \
