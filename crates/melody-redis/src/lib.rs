@@ -92,6 +92,12 @@
 //!   after a broker restart (which loses the keys unless it persists them) every node is back
 //!   within one heartbeat.
 //!
+//! # Live topics' histories
+//!
+//! With the feature `live`, `RedisHistory` keeps the histories of `melody::live` topics in
+//! Redis for every node: one order per topic whichever node publishes, every node fed in that
+//! order, recovery on any node. Its keys and guarantees are in the `history` module.
+//!
 //! # Lifetime
 //!
 //! [`RedisDriver::connect`] must run inside a tokio runtime; the driver's two tasks (subscriber,
@@ -104,11 +110,15 @@
 
 mod driver;
 mod error;
+#[cfg(feature = "live")]
+pub mod history;
 mod options;
 mod stats;
 mod tasks;
 
 pub use driver::RedisDriver;
 pub use error::Error;
+#[cfg(feature = "live")]
+pub use history::RedisHistory;
 pub use options::RedisOptions;
 pub use stats::RedisStats;

@@ -4,6 +4,8 @@
 //! missed), and the bounds on what clients can make the server keep.
 
 mod common;
+#[path = "common/live_client.rs"]
+mod live_client;
 
 use std::{
     collections::VecDeque,
@@ -16,72 +18,13 @@ use std::{
 };
 
 use common::*;
+use futures_util::FutureExt;
+use live_client::LiveClient;
 use melody::{
     Config, Melody,
     live::{History, Live, LiveHub, Member},
 };
 use serde_json::{Value, json};
-
-/// A client of the protocol: requests by id, everything else kept in order for the test.
-struct LiveClient {
-    ws: Client,
-    next_id: u64,
-    inbox: VecDeque<Value>,
-}
-
-impl LiveClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            ws: connect(addr).await,
-            next_id: 1,
-            inbox: VecDeque::new(),
-        }
-    }
-
-    async fn recv(&mut self) -> Value {
-        serde_json::from_str(&recv_text(&mut self.ws).await).unwrap()
-    }
-
-    /// Sends a request and returns its answer (`reply` or `error`); what arrives before it is
-    /// kept in `inbox`.
-    async fn request(&mut self, kind: &str, data: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = json!({"type": kind, "id": id, "data": data});
-        send_text(&mut self.ws, &request.to_string()).await;
-        loop {
-            let message = self.recv().await;
-            if message["id"] == id {
-                return message;
-            }
-            self.inbox.push_back(message);
-        }
-    }
-
-    async fn subscribe(&mut self, data: Value) -> Value {
-        let answer = self.request("subscribe", data).await;
-        assert_eq!(answer["type"], "reply", "{answer}");
-        answer["data"].clone()
-    }
-
-    /// The next message that is not an answer, from the inbox first.
-    async fn next(&mut self) -> Value {
-        match self.inbox.pop_front() {
-            Some(message) => message,
-            None => self.recv().await,
-        }
-    }
-
-    /// The next message of type `kind`, skipping others.
-    async fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let message = self.next().await;
-            if message["type"] == kind {
-                return message["data"].clone();
-            }
-        }
-    }
-}
 
 async fn serve(live: Live) -> (Melody, SocketAddr, LiveHub) {
     serve_with(Config::default(), live).await
@@ -196,7 +139,7 @@ async fn a_returning_subscriber_recovers_exactly_what_it_missed() {
     assert_eq!(reply["recovered"], Value::Null);
     let epoch = reply["epoch"].as_str().unwrap().to_owned();
     for n in 1..=3 {
-        let published = hub.publish("chat:1", json!({ "n": n })).unwrap();
+        let published = hub.publish("chat:1", json!({ "n": n })).await.unwrap();
         assert_eq!(published.offset, Some(n));
         assert_eq!(published.reached, 1);
     }
@@ -210,7 +153,7 @@ async fn a_returning_subscriber_recovers_exactly_what_it_missed() {
     // The connection is lost; meanwhile the room goes on.
     drop(c);
     for n in 4..=7 {
-        hub.publish("chat:1", json!({ "n": n })).unwrap();
+        hub.publish("chat:1", json!({ "n": n })).await.unwrap();
     }
     let mut back = LiveClient::connect(addr).await;
     let reply = back
@@ -226,7 +169,7 @@ async fn a_returning_subscriber_recovers_exactly_what_it_missed() {
         .collect();
     assert_eq!(offsets, [4, 5, 6, 7]);
     assert_eq!(reply["publications"][0]["data"], json!({"n": 4}));
-    hub.publish("chat:1", "live again").unwrap();
+    hub.publish("chat:1", "live again").await.unwrap();
     assert_eq!(back.next_of("pub").await["offset"], 8);
     // The latest few, for a first visit.
     let mut fresh = LiveClient::connect(addr).await;
@@ -245,8 +188,8 @@ async fn recovery_is_refused_when_history_cannot_tell_everything() {
         .max_recover(5);
     let (_melody, addr, hub) = serve(live).await;
     for n in 1..=10 {
-        hub.publish("short", n).unwrap();
-        hub.publish("long", n).unwrap();
+        hub.publish("short", n).await.unwrap();
+        hub.publish("long", n).await.unwrap();
     }
     let short = hub.position("short").unwrap();
     let long = hub.position("long").unwrap();
@@ -315,7 +258,7 @@ async fn the_seam_has_no_gap_and_no_repeat_under_concurrent_publishing() {
                 tick.tick().await;
                 for _ in 0..4 {
                     n += 1;
-                    hub.publish("seam", n).unwrap();
+                    hub.publish("seam", n).await.unwrap();
                 }
             }
             n
@@ -409,7 +352,7 @@ async fn plain_handlers_join_sessions_with_presence_from_the_server() {
     };
     let joined = watcher.next_of("join").await;
     eventually(|| hub.members("room:auto").len() == 2).await;
-    hub.publish("room:auto", "to both").unwrap();
+    hub.publish("room:auto", "to both").await.unwrap();
     assert_eq!(auto.next_of("pub").await["data"], "to both");
     let id = joined["member"]["id"].as_str().unwrap().to_owned();
     let session = melody
@@ -437,14 +380,19 @@ async fn callbacks_may_use_the_live_hub_on_their_own_topic() {
             .info(
                 move |_| json!({ "before": LiveHub::of(&reader).unwrap().members("room:1").len() }),
             )
+            // Polled once, right here in the callback: a publication in memory is ready at once,
+            // so this would deadlock if the topic's lock were held.
             .on_join(move |topic, member| {
                 let live = LiveHub::of(&greeter).unwrap();
-                live.publish(topic, format!("welcome {}", member.id))
-                    .unwrap();
+                let publish = live.publish(topic, format!("welcome {}", member.id));
+                publish.now_or_never().expect("ready").unwrap();
             })
             .on_leave(move |topic, _| {
                 let live = LiveHub::of(&farewell).unwrap();
-                live.publish(topic, "bye").unwrap();
+                live.publish(topic, "bye")
+                    .now_or_never()
+                    .expect("ready")
+                    .unwrap();
             }),
     );
     let addr = spawn_app(&melody).await;

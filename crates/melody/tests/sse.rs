@@ -383,7 +383,9 @@ async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
         .await
         .unwrap();
     eventually(|| Sse::of(&melody).unwrap().subscribers("news:1") == 1).await;
-    live.publish("news:1", serde_json::json!({"n": 1})).unwrap();
+    live.publish("news:1", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
     let epoch = live.position("news:1").unwrap().epoch;
     assert_eq!(
         first.next_event().await,
@@ -391,7 +393,7 @@ async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
     );
     drop(first);
     for n in 2..=4 {
-        live.publish("news:1", n).unwrap();
+        live.publish("news:1", n).await.unwrap();
     }
     // The browser reconnects with the last id it saw: it gets 2, 3, 4, then the live stream.
     let header = format!("Last-Event-ID: {epoch}:1\r\n");
@@ -404,14 +406,14 @@ async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
             format!("id: {epoch}:{n}\ndata: {n}\n\n")
         );
     }
-    live.publish("news:1", 5).unwrap();
+    live.publish("news:1", 5).await.unwrap();
     assert_eq!(
         back.next_event().await,
         format!("id: {epoch}:5\ndata: 5\n\n")
     );
 
     // Trimmed past the id (size 4 keeps 2..=5 after one more): told, then the live stream.
-    live.publish("news:1", 6).unwrap();
+    live.publish("news:1", 6).await.unwrap();
     let stale = format!("Last-Event-ID: {epoch}:1\r\n");
     let mut late = SseClient::open(addr, "/events?topic=news:1", &stale)
         .await
@@ -420,7 +422,7 @@ async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
         late.next_event().await,
         "event: recovery\ndata: {\"recovered\":false}\n\n"
     );
-    live.publish("news:1", 7).unwrap();
+    live.publish("news:1", 7).await.unwrap();
     assert_eq!(
         late.next_event().await,
         format!("id: {epoch}:7\ndata: 7\n\n")

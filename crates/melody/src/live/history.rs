@@ -98,6 +98,21 @@ pub(crate) struct Recovery {
     pub(crate) recovered: Option<bool>,
 }
 
+/// Whether a subscriber at `since` can get everything it missed from a stream at `position`
+/// whose oldest kept publication is `oldest_kept` (`position.offset + 1` when none is kept):
+/// the same epoch, not ahead of the stream, at most `max` missed, and none of them trimmed.
+pub(crate) fn recoverable(
+    since: &StreamPosition,
+    position: &StreamPosition,
+    oldest_kept: u64,
+    max: usize,
+) -> bool {
+    since.epoch == position.epoch
+        && since.offset <= position.offset
+        && position.offset - since.offset <= max as u64
+        && since.offset + 1 >= oldest_kept
+}
+
 /// The stream of one topic.
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -174,14 +189,8 @@ impl Stream {
                 }
             }
             Replay::Since(since) => {
-                let missed = self.offset.saturating_sub(since.offset);
                 let oldest_kept = self.entries.front().map_or(self.offset + 1, |e| e.offset);
-                let complete = since.epoch == self.epoch
-                    && since.offset <= self.offset
-                    && missed <= max as u64
-                    // Everything after `since` is still here.
-                    && since.offset + 1 >= oldest_kept;
-                if !complete {
+                if !recoverable(since, &self.position(), oldest_kept, max) {
                     return Recovery {
                         publications: Vec::new(),
                         recovered: Some(false),

@@ -15,7 +15,7 @@
 //! let chat = Router::new().on_request("say", |session, text: String| async move {
 //!     let live = LiveHub::of(&session.melody()).expect("live is plugged");
 //!     let name = session.get::<String>("name").unwrap_or_default();
-//!     live.publish("room:lobby", json!({ "from": name, "text": text }))?;
+//!     live.publish("room:lobby", json!({ "from": name, "text": text })).await?;
 //!     Ok(())
 //! });
 //! melody.plug(
@@ -45,15 +45,23 @@
 //!   everything after its offset is still kept ([`History::size`], [`History::ttl`]) and is at
 //!   most [`Live::max_recover`]. Otherwise the reply says `recovered: false`, and the
 //!   application refetches its state.
-//! - **Epochs.** A topic's stream lives in memory: it starts with a fresh epoch when the
-//!   process starts, and when the topic had no member and nothing left in its history (it was
-//!   swept out). Either way a returning client learns that its history is gone.
+//! - **Epochs.** A topic's stream in memory starts with a fresh epoch when the process starts,
+//!   and when the topic had no member and nothing left in its history (it was swept out); in a
+//!   store, when its stream expired (no publication for its ttl). Either way a returning client
+//!   learns that its history is gone.
 //! - **Presence** events are at most once. A member leaves when it unsubscribes or
 //!   disconnects, for whatever reason.
-//! - **One node.** Publications and presence events cross nodes with a cluster
-//!   ([`crate::cluster`]) as any topic send does, but histories, offsets and member lists are
-//!   each node's own: with a cluster, use history only where each topic is published on one
-//!   node.
+//! - **Several nodes.** Without a store, histories and offsets are each node's own (use
+//!   history only where each topic is published on one node). With a [`HistoryStore`] shared
+//!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`), each topic has one
+//!   stream and one order, the store's, whichever node publishes; every node gets every
+//!   publication from the store in that order, and a client recovers on any node what was
+//!   published on any node, with the same seam (the subscriber joins the topic's deliveries
+//!   only once its node's feed has caught up with what its reply told it). Presence events
+//!   cross nodes with a cluster ([`crate::cluster`]) as any topic send does; member lists
+//!   ([`LiveHub::members`], the subscribe reply) are each node's own. With a store, SSE
+//!   streams get every publication with its `epoch:offset` id but do not replay from
+//!   `Last-Event-ID` (a stream that asks is told `recovered: false`).
 //!
 //! # Costs
 //!
@@ -67,6 +75,8 @@ mod rules;
 #[cfg(feature = "sse")]
 mod sse;
 mod state;
+mod store;
+mod stored;
 mod wire;
 
 use std::{fmt, sync::Arc};
@@ -76,6 +86,7 @@ use serde_json::{Value, value::RawValue};
 
 pub use self::{
     history::{History, StreamPosition},
+    store::{Feed, HistoryStore, ReadFrom, StoreError, StoreFuture, StreamRead},
     wire::{MAX_TOPIC_LEN, Member},
 };
 use self::{
@@ -93,6 +104,7 @@ use crate::{
 #[must_use = "live topics do nothing until plugged into a hub"]
 pub struct Live {
     settings: Settings,
+    store: Option<Arc<dyn HistoryStore>>,
     router: Router,
 }
 
@@ -103,6 +115,7 @@ impl Default for Live {
                 max_recover: 1000,
                 ..Settings::default()
             },
+            store: None,
             router: Router::new(),
         }
     }
@@ -180,6 +193,15 @@ impl Live {
         self
     }
 
+    /// Keeps the histories in `store`, shared by every node of a cluster (e.g.
+    /// `melody_redis::RedisHistory`), instead of this node's memory: one order per topic (the
+    /// store's), whichever node publishes, and a subscriber recovers on any node what was
+    /// published on any node.
+    pub fn store(mut self, store: impl HistoryStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// The application's router: the live protocol's requests (`subscribe`, `unsubscribe`,
     /// `presence`) are added to it, replacing routes of those types, and it is plugged in with
     /// the live topics. Plug the router this way, not on its own.
@@ -191,8 +213,14 @@ impl Live {
 
 impl Plugin for Live {
     fn install(self, melody: &Melody) {
-        let state = Arc::new(LiveState::new(self.settings));
+        let state = Arc::new(LiveState::new(self.settings, self.store));
         melody.plugins().insert(state.clone());
+        if let Some(store) = &state.store {
+            store.start(store::Feed {
+                state: Arc::downgrade(&state),
+                melody: melody.plugins().downgrade(),
+            });
+        }
         let leaving = state.clone();
         melody
             .plugins()
@@ -238,6 +266,9 @@ pub enum PublishError {
     /// The hub is closed.
     #[error(transparent)]
     Closed(#[from] Closed),
+    /// The history store failed (the publication may or may not have been kept).
+    #[error("history store: {0}")]
+    Store(Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl LiveHub {
@@ -253,14 +284,35 @@ impl LiveHub {
 
     /// Publishes `data` to `topic`'s subscribers as `{"type":"pub","data":{"topic","offset",
     /// "data"}}`, kept in its history when it has one. Any topic can be published to, open to
-    /// clients or not.
+    /// clients or not. With a [store](Live::store), a topic with history is published through
+    /// the store, which hands it to every node (this one too) in its order: `reached` is then
+    /// 0, delivery being the store's.
     ///
     /// # Errors
     ///
-    /// [`PublishError`]: data that is not JSON, a closed hub.
-    pub fn publish(&self, topic: &str, data: impl Serialize) -> Result<Published, PublishError> {
+    /// [`PublishError`]: data that is not JSON, a closed hub, a store that failed.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        data: impl Serialize,
+    ) -> Result<Published, PublishError> {
         let raw: Box<RawValue> =
             serde_json::value::to_raw_value(&data).map_err(EncodeError::from)?;
+        if let (Some(store), Some(history)) = (
+            &self.state.store,
+            self.state.settings.features(topic).history,
+        ) {
+            if self.melody.is_closed() {
+                return Err(PublishError::Closed(Closed));
+            }
+            let position = LiveState::publish_stored(store, topic, &raw, history)
+                .await
+                .map_err(|error| PublishError::Store(Arc::from(error)))?;
+            return Ok(Published {
+                offset: Some(position.offset),
+                reached: 0,
+            });
+        }
         let (offset, reached) = self.state.publish(&self.melody, topic, Arc::from(raw))?;
         Ok(Published { offset, reached })
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{
     history::Replay,
-    state::{LiveState, SubscribeError},
+    state::{LiveState, SubscribeError, Subscription},
     wire::{MAX_TOPIC_LEN, Publication, Subscribe, Subscribed, TopicOnly},
 };
 use crate::{
@@ -18,7 +18,7 @@ pub(crate) fn add(router: Router, state: &Arc<LiveState>) -> Router {
     router
         .on("subscribe", move |session, envelope| {
             let state = subscribing.clone();
-            async move { subscribe(&state, &session, &envelope) }
+            async move { subscribe(&state, &session, &envelope).await }
         })
         .on_request("unsubscribe", move |session, request: TopicOnly| {
             let state = leaving.clone();
@@ -45,7 +45,11 @@ fn forbidden() -> BoxError {
 }
 
 /// `subscribe`: checks, then joins and answers under the topic's lock (state.rs says why).
-fn subscribe(state: &LiveState, session: &Session, envelope: &Envelope) -> Result<(), BoxError> {
+async fn subscribe(
+    state: &LiveState,
+    session: &Session,
+    envelope: &Envelope,
+) -> Result<(), BoxError> {
     let request: Subscribe = match envelope.data_as() {
         Ok(request) => request,
         Err(error) => {
@@ -75,7 +79,7 @@ fn subscribe(state: &LiveState, session: &Session, envelope: &Envelope) -> Resul
         (None, Some(n)) => Replay::Latest(n),
         (None, None) => Replay::Nothing,
     };
-    let outcome = state.subscribe(session, topic, features, &replay, |subscription| {
+    let answer = |subscription: &Subscription| {
         let reply = Subscribed {
             topic,
             position: subscription.position.clone(),
@@ -92,7 +96,15 @@ fn subscribe(state: &LiveState, session: &Session, envelope: &Envelope) -> Resul
             Ok(()) | Err(crate::router::ReplyError::NotARequest) => Ok(()),
             Err(error) => Err(error.into()),
         }
-    });
+    };
+    let outcome = match (&state.store, features.history) {
+        (Some(_), Some(history)) => {
+            state
+                .subscribe_stored(session, topic, features, history, &replay, answer)
+                .await
+        }
+        _ => state.subscribe(session, topic, features, &replay, answer),
+    };
     match outcome {
         Ok(()) => Ok(()),
         Err(SubscribeError::Join(JoinError::TooManyTopics { max })) => {

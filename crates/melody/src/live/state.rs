@@ -17,6 +17,7 @@ use serde_json::{Value, value::RawValue};
 use super::{
     history::{Recovery, Replay, Stream, StreamPosition},
     rules::{Features, Settings},
+    store::HistoryStore,
     wire::{self, Member},
 };
 use crate::{Closed, JoinError, Melody, Session, SessionId};
@@ -26,7 +27,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct LiveState {
     pub(crate) settings: Settings,
+    /// Where histories live when several nodes share them; `None`: in this node's memory.
+    pub(crate) store: Option<Arc<dyn HistoryStore>>,
     topics: Mutex<Topics>,
+    /// Markers of store reads (`HistoryStore::read`), unique per hub.
+    pub(super) next_marker: std::sync::atomic::AtomicU64,
 }
 
 struct Topics {
@@ -35,16 +40,31 @@ struct Topics {
 }
 
 #[derive(Default)]
-struct TopicState {
-    inner: Mutex<TopicInner>,
+pub(super) struct TopicState {
+    pub(super) inner: Mutex<TopicInner>,
 }
 
 #[derive(Default)]
-struct TopicInner {
+pub(super) struct TopicInner {
     stream: Option<Stream>,
-    members: HashMap<SessionId, Value>,
+    pub(super) members: HashMap<SessionId, Value>,
+    /// With a store: subscribers whose history read is in flight, and what the feed delivered
+    /// to the topic meanwhile.
+    pub(super) waiting: Vec<Waiting>,
     /// Taken out of the map: whoever holds it must look the topic up again.
     removed: bool,
+}
+
+/// A subscriber of a topic whose history is in a store, not yet in the topic's member list:
+/// while its read is in flight, the publications fed meanwhile; once answered, the position
+/// its reply went up to, until the feed (which may lag behind the store) gets there.
+pub(super) struct Waiting {
+    pub(super) session: Session,
+    pub(super) fed: Vec<(StreamPosition, Arc<RawValue>)>,
+    pub(super) answered: Option<StreamPosition>,
+    /// Its read's marker, and whether the feed has brought it (see `HistoryStore::read`).
+    pub(super) marker: u64,
+    pub(super) marker_seen: bool,
 }
 
 impl TopicInner {
@@ -52,7 +72,9 @@ impl TopicInner {
         if let Some(stream) = &mut self.stream {
             stream.trim(now);
         }
-        self.members.is_empty() && self.stream.as_ref().is_none_or(Stream::is_empty)
+        self.members.is_empty()
+            && self.waiting.is_empty()
+            && self.stream.as_ref().is_none_or(Stream::is_empty)
     }
 }
 
@@ -79,9 +101,11 @@ pub(crate) enum SubscribeError {
 }
 
 impl LiveState {
-    pub(crate) fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings, store: Option<Arc<dyn HistoryStore>>) -> Self {
         Self {
             settings,
+            store,
+            next_marker: std::sync::atomic::AtomicU64::new(1),
             topics: Mutex::new(Topics {
                 by_name: HashMap::new(),
                 swept: Instant::now(),
@@ -91,7 +115,11 @@ impl LiveState {
 
     /// Runs `f` on the topic's state under its lock; the state is created when missing (and
     /// idle topics are swept out now and then).
-    fn with_topic<R>(&self, name: &str, f: impl FnOnce(&Arc<str>, &mut TopicInner) -> R) -> R {
+    pub(super) fn with_topic<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Arc<str>, &mut TopicInner) -> R,
+    ) -> R {
         loop {
             let (state, key) = {
                 let mut topics = lock(&self.topics);
@@ -136,7 +164,7 @@ impl LiveState {
 
     /// Takes an idle topic out of the map. Called with its lock held (the map's lock is only
     /// ever taken inside a topic's, never the other way round).
-    fn remove_if_idle(&self, name: &str, inner: &mut TopicInner) {
+    pub(super) fn remove_if_idle(&self, name: &str, inner: &mut TopicInner) {
         // A topic already removed is not the map's any more (a new one may have its name).
         if !inner.removed && inner.is_idle(Instant::now()) {
             inner.removed = true;
@@ -187,7 +215,9 @@ impl LiveState {
                 }
             };
             let now = Instant::now();
-            let (position, recovery) = match features.history {
+            // With a store, histories are the store's (`stored.rs`), never this memory's.
+            let history = features.history.filter(|_| self.store.is_none());
+            let (position, recovery) = match history {
                 Some(limits) => {
                     let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
                     let recovery = stream.replay(replay, self.settings.max_recover, now);
@@ -255,7 +285,11 @@ impl LiveState {
     }
 
     /// Runs `f` under the lock of `topic`'s state, if it has one.
-    fn with_existing<R>(&self, topic: &str, f: impl FnOnce(&mut TopicInner) -> R) -> Option<R> {
+    pub(super) fn with_existing<R>(
+        &self,
+        topic: &str,
+        f: impl FnOnce(&mut TopicInner) -> R,
+    ) -> Option<R> {
         let mut f = Some(f);
         loop {
             let state = self.existing(topic)?;
@@ -276,6 +310,8 @@ impl LiveState {
         id: SessionId,
         inner: &mut TopicInner,
     ) -> Option<Member> {
+        // One that unsubscribes or goes while waiting for its reply or the feed never joins.
+        inner.waiting.retain(|waiting| waiting.session.id() != id);
         let member = inner.members.remove(&id).map(|info| Member { id, info });
         if let Some(member) = &member {
             let _ = melody
@@ -332,9 +368,14 @@ impl LiveState {
         replay: &Replay,
         subscribe: impl FnOnce(Recovered<'_>) -> R,
     ) -> R {
-        let Some(limits) = self.settings.features(topic).history else {
+        let history = self.settings.features(topic).history;
+        let Some(limits) = history.filter(|_| self.store.is_none()) else {
+            // No history here (or it is a store's, which SSE does not read back yet): a
+            // stream that asked to resume is told it was not.
+            let complete =
+                (history.is_some() && matches!(replay, Replay::Since(_))).then_some(false);
             return subscribe(Recovered {
-                complete: None,
+                complete,
                 publications: Vec::new(),
             });
         };
@@ -373,13 +414,22 @@ impl LiveState {
         inner.stream.as_ref().map(Stream::position)
     }
 
+    /// Every topic's state right now (to visit each under its own lock, one at a time).
+    pub(super) fn topic_states(&self) -> Vec<(Arc<str>, Arc<TopicState>)> {
+        lock(&self.topics)
+            .by_name
+            .iter()
+            .map(|(name, state)| (name.clone(), state.clone()))
+            .collect()
+    }
+
     /// How many topics hold state (members or history) right now.
     pub(crate) fn topics_held(&self) -> usize {
         lock(&self.topics).by_name.len()
     }
 }
 
-fn members_of(inner: &TopicInner) -> Vec<Member> {
+pub(super) fn members_of(inner: &TopicInner) -> Vec<Member> {
     inner
         .members
         .iter()
@@ -390,7 +440,7 @@ fn members_of(inner: &TopicInner) -> Vec<Member> {
         .collect()
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
