@@ -73,7 +73,9 @@ async fn main() -> std::io::Result<()> {
         }
         let live = LiveHub::of(&session.melody()).expect("live topics are plugged");
         let name = session.get::<String>("name").unwrap_or_default();
-        let published = live.publish(&say.room, json!({ "name": name, "text": say.text }))?;
+        let published = live
+            .publish(&say.room, json!({ "name": name, "text": say.text }))
+            .await?;
         Ok(json!({ "offset": published.offset }))
     });
     let mut live = Live::new()
