@@ -1,0 +1,106 @@
+//! The `live` rooms example as a cluster: several processes sharing one Redis, with each
+//! room's history in Redis (`RedisHistory`) and presence events across nodes. A page that loses
+//! its connection to one node and comes back on another recovers what it missed.
+//!
+//! Two nodes on one machine, with a local Redis (`redis-server` on its default port 6379):
+//!
+//! ```sh
+//! # terminal 1
+//! ADDR=127.0.0.1:5000 cargo run --release -p melody-cluster --example live
+//! # terminal 2
+//! ADDR=127.0.0.1:5001 cargo run --release -p melody-cluster --example live
+//! ```
+//!
+//! Open <http://127.0.0.1:5000/> and <http://127.0.0.1:5001/>: both pages are in the same
+//! rooms, see each other join and leave, and share each room's last messages. `REDIS_URL` names
+//! another Redis. (Histories shared over NATS are not available yet; `cluster` runs the plain
+//! chat over NATS.)
+
+use std::time::Duration;
+
+use axum::{Router, response::Html, routing::get};
+use melody::{
+    AuthRejection, Config, Keys, Melody,
+    cluster::Cluster,
+    live::{History, Live, LiveHub},
+    router::{self, Reject},
+};
+use melody_redis::{RedisDriver, RedisHistory, RedisOptions};
+use serde_json::json;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The longest message, in characters.
+const MAX_TEXT: usize = 1000;
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let melody = Melody::with_config(
+        Config::default()
+            .message_rate_limit(20, 40)
+            .max_message_size(16 * 1024),
+    );
+    melody.on_auth(|request| {
+        let name = request
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("name="))
+            .filter(|name| {
+                (1..=32).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            })
+            .map(str::to_owned);
+        async move {
+            let name = name.ok_or_else(|| AuthRejection::unauthorized("a name is needed"))?;
+            Ok(Keys::new().with("name", name))
+        }
+    });
+    // Presence events travel as topic sends: the cluster carries them to the other nodes.
+    Cluster::attach(&melody, RedisDriver::connect(&url, RedisOptions::default()).await?)?;
+    let store = RedisHistory::connect(&url, RedisOptions::default()).await?;
+    // `{"type":"say","id":…,"data":{"room":…,"text":…}}`, as the page sends it.
+    let say = router::Router::new().on_request("say", |session, say: serde_json::Value| {
+        async move {
+            let (Some(room), Some(text)) = (say["room"].as_str(), say["text"].as_str()) else {
+                return Err(Reject::new("malformed envelope").into());
+            };
+            if !session.is_in(room) {
+                return Err(Reject::new("not in room").into());
+            }
+            if text.is_empty() || text.chars().count() > MAX_TEXT {
+                return Err(Reject::new("invalid").into());
+            }
+            let live = LiveHub::of(&session.melody()).expect("live topics are plugged");
+            let name = session.get::<String>("name").unwrap_or_default();
+            let published = live.publish(room, json!({ "name": name, "text": text })).await?;
+            Ok(json!({ "offset": published.offset }))
+        }
+    });
+    melody.plug(
+        Live::new()
+            .presence("room:*")
+            .history(
+                "room:*",
+                History::new().size(200).ttl(Duration::from_secs(30 * 60)),
+            )
+            .info(|session| json!({ "name": session.get::<String>("name") }))
+            .store(store)
+            .router(say),
+    );
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { Html(include_str!("../../melody/examples/live.html")) }),
+        )
+        .route("/ws", get(melody.handler()));
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("live: open http://{}/ (redis at {url})", listener.local_addr()?);
+    melody::serve(listener, app).await?;
+    Ok(())
+}
