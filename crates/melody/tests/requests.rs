@@ -304,3 +304,150 @@ async fn a_hub_without_a_router_refuses_to_ask() {
         Err(AskError::NoRouter)
     ));
 }
+
+#[tokio::test]
+async fn a_middleware_that_rebuilds_the_envelope_still_gets_one_reply() {
+    let router = app().middleware(|session, envelope, next| async move {
+        // A middleware that builds a new envelope (its own copy of the data) and hands it on.
+        let rebuilt = Envelope::new(envelope.kind.clone(), envelope.data.clone())?;
+        next.run(session, rebuilt).await
+    });
+    let mut hub = hub(router).await;
+    let (mut c, _) = hub.client().await;
+    send_json(&mut c, json!({"type": "add", "id": 5, "data": [2, 2]})).await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "reply", "id": 5, "data": 4})
+    );
+    send_json(&mut c, json!({"type": "early", "id": 6})).await;
+    assert_eq!(recv_json(&mut c).await["id"], 6);
+    assert_eq!(recv_json(&mut c).await["type"], "after");
+    assert_silent(&mut c, Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_broadcast_envelope_is_no_request_to_its_recipients() {
+    let router = app().on("shout", |session, envelope| async move {
+        assert_eq!(envelope.id, None);
+        assert_eq!(envelope.request_id(), Some(77));
+        session.melody().all().send(envelope)?;
+        Ok(())
+    });
+    let mut hub = hub(router).await;
+    let (mut a, _) = hub.client().await;
+    let (mut b, _) = hub.client().await;
+    send_json(&mut a, json!({"type": "shout", "id": 77, "data": "hey"})).await;
+    let heard = recv_json(&mut b).await;
+    assert_eq!(heard["data"], "hey");
+    assert!(heard.get("id").is_none(), "{heard}");
+    // The sender gets the broadcast and the one reply to its request.
+    let mut got = vec![recv_json(&mut a).await, recv_json(&mut a).await];
+    got.sort_by_key(|m| m["type"].to_string());
+    assert_eq!(got[0], json!({"type": "reply", "id": 77, "data": null}));
+    assert!(got[1].get("id").is_none());
+}
+
+#[tokio::test]
+async fn replies_carry_the_handlers_bytes_exactly() {
+    let router = Router::new().on_request("big", |_, _: ()| async move { Ok(u128::MAX) });
+    let mut hub = hub(router).await;
+    let (mut c, _) = hub.client().await;
+    send_json(&mut c, json!({"type": "big", "id": 1})).await;
+    assert_eq!(
+        recv_text(&mut c).await,
+        r#"{"type":"reply","id":1,"data":340282366920938463463374607431768211455}"#
+    );
+}
+
+#[tokio::test]
+async fn asking_from_the_sessions_own_handler_fails_at_once_unless_concurrent() {
+    let asking = |router: Router| {
+        router.on_request("ask-back", |session, _: ()| async move {
+            let answer: Result<String, AskError> = session.ask("name?", (), WAIT).await;
+            Ok(match answer {
+                Ok(name) => name,
+                Err(AskError::InOwnHandler) => "refused at once".to_owned(),
+                Err(other) => format!("{other}"),
+            })
+        })
+    };
+    let mut hub = hub(asking(Router::new())).await;
+    let (mut c, _) = hub.client().await;
+    send_json(&mut c, json!({"type": "ask-back", "id": 1})).await;
+    assert_eq!(recv_json(&mut c).await["data"], "refused at once");
+
+    // With concurrent handling the socket is read meanwhile: the answer arrives.
+    let melody = Melody::with_config(melody::Config::default().concurrent_message_handling(true));
+    melody.plug(asking(Router::new()));
+    let addr = spawn_app(&melody).await;
+    let mut c = connect(addr).await;
+    send_json(&mut c, json!({"type": "ask-back", "id": 1})).await;
+    let question = recv_json(&mut c).await;
+    assert_eq!(question["type"], "name?");
+    let id = question["id"].clone();
+    send_json(&mut c, json!({"type": "reply", "id": id, "data": "alice"})).await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "reply", "id": 1, "data": "alice"})
+    );
+}
+
+#[tokio::test]
+async fn asks_cut_short_leave_nothing_waiting() {
+    let mut hub = hub(app()).await;
+    let (mut c, session) = hub.client().await;
+    // More than the 1,024 a session may have waiting, each dropped after one poll.
+    for _ in 0..1100 {
+        let ask = session.ask::<Value>("x", (), WAIT);
+        let _ = tokio::time::timeout(Duration::ZERO, ask).await;
+    }
+    let asking = tokio::spawn({
+        let session = session.clone();
+        async move { session.ask::<u32>("last", (), WAIT).await }
+    });
+    let id = loop {
+        let message = recv_json(&mut c).await;
+        if message["type"] == "last" {
+            break message["id"].clone();
+        }
+    };
+    send_json(&mut c, json!({"type": "reply", "id": id, "data": 3})).await;
+    assert_eq!(asking.await.unwrap().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn answers_are_never_answered() {
+    let mut hub = hub(app()).await;
+    let (mut c, _) = hub.client().await;
+    // A malformed answer, and an answer with a target: neither is a request.
+    send_text(&mut c, r#"{"type":"reply","id":7,"target":5}"#).await;
+    send_json(
+        &mut c,
+        json!({"type": "error", "id": 8, "target": "5", "data": {}}),
+    )
+    .await;
+    let mut got = Vec::new();
+    while let Ok(message) =
+        tokio::time::timeout(Duration::from_millis(200), recv_json(&mut c)).await
+    {
+        got.push(message);
+    }
+    assert!(got.iter().all(|m| m.get("id").is_none()), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_refusal_after_an_early_reply_goes_to_the_error_handler_only() {
+    let router = Router::new().on("late-no", |session, envelope| async move {
+        envelope.reply(&session, "yes")?;
+        Err(Reject::new("no").into())
+    });
+    let mut hub = hub(router).await;
+    let (mut c, _) = hub.client().await;
+    send_json(&mut c, json!({"type": "late-no", "id": 1})).await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type": "reply", "id": 1, "data": "yes"})
+    );
+    assert_silent(&mut c, Duration::from_millis(200)).await;
+    hub.log.wait_for("failed: no").await;
+}

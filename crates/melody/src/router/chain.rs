@@ -16,6 +16,9 @@ pub struct Next {
     pub(crate) chain: Arc<[MiddlewareFn]>,
     pub(crate) index: usize,
     pub(crate) endpoint: Endpoint,
+    /// The request the message is, re-attached at the end of the chain to whatever envelope
+    /// the middleware hands on (one it built anew included).
+    pub(crate) request: super::request::ReplySlot,
 }
 
 /// What the chain ends in.
@@ -36,7 +39,7 @@ impl Next {
     pub fn run(
         mut self,
         session: Session,
-        envelope: Envelope,
+        mut envelope: Envelope,
     ) -> impl Future<Output = Result<(), BoxError>> + Send + 'static {
         match self.chain.get(self.index).cloned() {
             Some(middleware) => {
@@ -44,8 +47,14 @@ impl Next {
                 middleware(session, envelope, self)
             }
             None => match self.endpoint {
-                Endpoint::Route(handler) => handler(session, envelope),
+                Endpoint::Route(handler) => {
+                    envelope.replied = self.request;
+                    envelope.id = None;
+                    handler(session, envelope)
+                }
                 Endpoint::Forward(target) => Box::pin(async move {
+                    envelope.replied = self.request;
+                    envelope.id = None;
                     forward(&session, envelope, target);
                     Ok(())
                 }),
@@ -66,7 +75,6 @@ impl fmt::Debug for Next {
 /// never a request to its recipient: its `id` stays with the sender, whose request the router
 /// answers (with `null` once delivered).
 fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
-    let request = envelope.id.take();
     let replied = envelope.replied.clone();
     let target = envelope.target.clone().unwrap_or(fallback);
     envelope.from = Some(sender.id().to_string());
@@ -82,7 +90,7 @@ fn forward(sender: &Session, mut envelope: Envelope, fallback: String) {
     };
     if !delivered {
         tracing::debug!(session = %sender.id(), %target, "direct send to a session not connected");
-        let request = request.filter(|_| replied.take());
+        let request = replied.take();
         refuse(
             sender,
             request,

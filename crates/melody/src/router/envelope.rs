@@ -36,7 +36,10 @@ pub struct Envelope {
     #[serde(default)]
     pub data: serde_json::Value,
     /// A request's id (1 to 2⁵³−1, so that JavaScript reads it exactly): the reply carries
-    /// the same. `None` for a message that wants no reply.
+    /// the same. `None` for a message that wants no reply. The router takes it off the
+    /// envelopes it hands to middleware and handlers (an envelope they forward or broadcast
+    /// must not read as a request to its recipients) and keeps it for the reply:
+    /// [`Envelope::request_id`] says what it was.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

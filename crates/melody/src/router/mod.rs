@@ -80,9 +80,16 @@
 //! A handler can answer early with [`Envelope::reply`], so that the reply is queued before
 //! anything it sends next.
 //!
+//! The router takes the `id` off the envelopes it hands to middleware and handlers (and
+//! re-attaches the request at the end of the chain, to whatever envelope arrives there), so an
+//! envelope a handler forwards or broadcasts never reads as a request to its recipients.
+//!
 //! The server asks a client with [`Ask::ask`]: the client answers with `reply` or `error` and
 //! the same `id`; envelopes of these two types that carry an `id` are answers and never reach a
-//! handler.
+//! handler. A session's socket is read again only when its handler returns (unless
+//! [`Config::concurrent_message_handling`](crate::Config) is on), so a handler that asks its
+//! own client does so from another task: asked from the handler itself, `ask` fails at once
+//! with [`AskError::InOwnHandler`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -92,9 +99,14 @@
 //!     if name.is_empty() {
 //!         return Err(Reject::new("invalid").message("a name is needed").into());
 //!     }
-//!     // Asks the client back, and waits at most 5 s for its answer.
-//!     let sure: bool = session.ask("confirm", &name, Duration::from_secs(5)).await?;
-//!     Ok(sure)
+//!     // Asks the client back from a task of its own, and waits at most 5 s for the answer.
+//!     tokio::spawn(async move {
+//!         let sure: Result<bool, _> = session.ask("confirm", &name, Duration::from_secs(5)).await;
+//!         if let Ok(true) = sure {
+//!             session.set("name", name);
+//!         }
+//!     });
+//!     Ok("asked")
 //! });
 //! ```
 //!
@@ -129,7 +141,7 @@ pub use self::{
 };
 use self::{
     chain::{Endpoint, MiddlewareFn, RouteFn, refuse},
-    request::{Pending, answer},
+    request::{HANDLING, Pending, ReplySlot, answer},
 };
 use crate::{CloseCode, Error, Melody, Session, Text, plugin::Plugin};
 
@@ -332,16 +344,21 @@ impl Router {
         let mut envelope = match parsed {
             Ok(envelope) => envelope,
             Err(detail) => {
-                return self.reject_malformed(&session, detail, readable_id(text.as_str()));
+                return self.reject_malformed(&session, detail, readable_request_id(text.as_str()));
             }
         };
         envelope.from = Some(session.id().to_string());
-        let id = envelope.id;
-        if let Some(id) = id {
-            if envelope.target.is_none() && matches!(envelope.kind.as_str(), "reply" | "error") {
+        let kind_is_answer = matches!(envelope.kind.as_str(), "reply" | "error");
+        if let (Some(id), true) = (envelope.id, kind_is_answer) {
+            if envelope.target.is_none() {
                 return self.answered(&session, id, envelope);
             }
         }
+        // The router keeps the request's id: an envelope a handler forwards or broadcasts
+        // never reads as a request to its recipients. An answer is never answered.
+        let id = envelope.id.take().filter(|_| !kind_is_answer);
+        let request = ReplySlot::new(id);
+        envelope.replied = request.clone();
         let endpoint = if let Some(target) = &envelope.target {
             if !self.direct.contains(&envelope.kind) {
                 tracing::debug!(session = %session.id(), kind = %envelope.kind, "direct send of a type not allowed");
@@ -361,30 +378,35 @@ impl Router {
             chain: self.middleware.clone(),
             index: 0,
             endpoint,
+            request: request.clone(),
         };
-        let replied = envelope.replied.clone();
         let result = next.run(session.clone(), envelope).await;
         // The request's one reply, unless the handler (or a direct send) gave it already.
-        let id = id.filter(|_| replied.take());
+        let open = request.take();
         match result {
             Ok(()) => {
-                if let Some(id) = id {
+                if let Some(id) = open {
                     send_answer(&session, answer("reply", id, Value::Null));
                 }
             }
             Err(error) => match error.downcast_ref::<DataError>() {
-                Some(DataError(decode)) => self.reject_malformed(&session, decode.to_string(), id),
+                Some(DataError(decode)) => {
+                    self.reject_malformed(&session, decode.to_string(), open);
+                }
                 None => match error.downcast_ref::<Reject>() {
-                    // A refusal the handler meant the client to see, request or not.
-                    Some(reject) => {
+                    // A refusal the handler meant the client to see: the request's answer,
+                    // or a message of its own when there was no request.
+                    Some(reject) if open.is_some() || id.is_none() => {
                         refuse(
                             &session,
-                            id,
+                            open,
                             serde_json::to_value(reject).unwrap_or_default(),
                         );
                     }
+                    // Answered already: the refusal has nowhere to go but the error handler.
+                    Some(_) => report(&session, RouterError::failed(error)),
                     None => {
-                        if let Some(id) = id {
+                        if let Some(id) = open {
                             refuse(
                                 &session,
                                 Some(id),
@@ -437,10 +459,16 @@ impl Router {
     }
 }
 
-/// The `id` of text that is not a valid envelope, when one can be read (to answer the request
-/// it meant to be).
-fn readable_id(text: &str) -> Option<u64> {
+/// The `id` of text that is not a valid envelope, when one can be read and the text is not an
+/// answer (`reply`/`error`): to answer the request it meant to be.
+fn readable_request_id(text: &str) -> Option<u64> {
     let value: Value = serde_json::from_str(text).ok()?;
+    if matches!(
+        value.get("type").and_then(Value::as_str),
+        Some("reply" | "error")
+    ) {
+        return None;
+    }
     value
         .get("id")?
         .as_u64()
@@ -471,9 +499,20 @@ impl Plugin for Router {
             .plugins()
             .on_disconnect(move |session| pending.disconnected(session.id()));
         let router = Arc::new(self);
+        // In sequential mode the session's socket is not read while a handler runs: `ask`
+        // from that handler is refused at once instead of waiting for an answer that cannot
+        // be read.
+        let sequential = !melody.config().concurrent_message_handling;
         melody.on_text_async(move |session, text| {
             let router = router.clone();
-            async move { router.dispatch(session, text).await }
+            async move {
+                if sequential {
+                    let id = session.id();
+                    HANDLING.scope(id, router.dispatch(session, text)).await;
+                } else {
+                    router.dispatch(session, text).await;
+                }
+            }
         });
     }
 }

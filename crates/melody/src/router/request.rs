@@ -8,7 +8,7 @@ use std::{
     future::Future,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -39,14 +39,37 @@ pub(crate) fn deserialize_id<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Whether a request was answered, shared by every clone of its envelope.
+/// The request an envelope is, if any: its id, and whether it was answered, shared by every
+/// clone of the envelope. The router takes the id off the envelope (so that an envelope
+/// forwarded or broadcast by a handler never looks like a request to its recipients) and
+/// keeps it here.
 #[derive(Clone, Default)]
-pub(crate) struct ReplySlot(Arc<AtomicBool>);
+pub(crate) struct ReplySlot(Option<Arc<Slot>>);
+
+struct Slot {
+    id: u64,
+    answered: AtomicBool,
+}
 
 impl ReplySlot {
-    /// Takes the right to answer; `false` when someone already did.
-    pub(crate) fn take(&self) -> bool {
-        !self.0.swap(true, Ordering::AcqRel)
+    pub(crate) fn new(id: Option<u64>) -> Self {
+        Self(id.map(|id| {
+            Arc::new(Slot {
+                id,
+                answered: AtomicBool::new(false),
+            })
+        }))
+    }
+
+    /// The request's id.
+    pub(crate) fn id(&self) -> Option<u64> {
+        self.0.as_ref().map(|slot| slot.id)
+    }
+
+    /// Takes the right to answer: the id, or `None` when not a request or answered already.
+    pub(crate) fn take(&self) -> Option<u64> {
+        let slot = self.0.as_ref()?;
+        (!slot.answered.swap(true, Ordering::AcqRel)).then_some(slot.id)
     }
 }
 
@@ -59,11 +82,19 @@ impl PartialEq for ReplySlot {
 
 impl fmt::Debug for ReplySlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.load(Ordering::Acquire) {
-            "replied"
-        } else {
-            "open"
-        })
+        match &self.0 {
+            None => f.write_str("none"),
+            Some(slot) => write!(
+                f,
+                "{} {}",
+                slot.id,
+                if slot.answered.load(Ordering::Acquire) {
+                    "answered"
+                } else {
+                    "open"
+                }
+            ),
+        }
     }
 }
 
@@ -138,7 +169,6 @@ impl Envelope {
     ///
     /// [`ReplyError`]: not a request, answered already, data that is not JSON, a full queue.
     pub fn reply(&self, session: &Session, data: impl Serialize) -> Result<(), ReplyError> {
-        let data = serde_json::to_value(data).map_err(EncodeError::from)?;
         self.answer(session, "reply", data)
     }
 
@@ -148,31 +178,57 @@ impl Envelope {
     ///
     /// As [`Envelope::reply`].
     pub fn reply_error(&self, session: &Session, reject: &Reject) -> Result<(), ReplyError> {
-        let data = serde_json::to_value(reject).map_err(EncodeError::from)?;
-        self.answer(session, "error", data)
+        self.answer(session, "error", reject)
     }
 
-    fn answer(&self, session: &Session, kind: &str, data: Value) -> Result<(), ReplyError> {
-        let id = self.id.ok_or(ReplyError::NotARequest)?;
-        if !self.replied.take() {
-            return Err(ReplyError::AlreadyReplied);
+    /// The id of the request this envelope is, as the client sent it (the router takes it off
+    /// the envelope's `id` field, see [`Envelope::id`]).
+    #[must_use]
+    pub fn request_id(&self) -> Option<u64> {
+        self.replied.id().or(self.id)
+    }
+
+    fn answer(
+        &self,
+        session: &Session,
+        kind: &str,
+        data: impl Serialize,
+    ) -> Result<(), ReplyError> {
+        if self.replied.id().is_none() {
+            return Err(ReplyError::NotARequest);
         }
-        session.send(answer(kind, id, data))?;
+        // Encoded before the right to answer is taken: data that is not JSON leaves the
+        // router to answer with an error.
+        let encoded = encode_data(&data)?;
+        let id = self.replied.take().ok_or(ReplyError::AlreadyReplied)?;
+        session.send(answer_raw(kind, id, &encoded))?;
         Ok(())
     }
 }
 
+/// `data` as JSON text, once.
+fn encode_data(data: &impl Serialize) -> Result<Box<serde_json::value::RawValue>, EncodeError> {
+    Ok(serde_json::value::to_raw_value(data)?)
+}
+
 /// `{"type":kind,"id":id,"data":data}` as a message.
 pub(crate) fn answer(kind: &str, id: u64, data: Value) -> crate::Message {
+    let data = encode_data(&data).expect("a JSON value encodes");
+    answer_raw(kind, id, &data)
+}
+
+/// `{"type":kind,"id":id,"data":<data as it is>}`: the data's bytes are not parsed again (a
+/// number beyond f64 or a publication kept as raw JSON goes out exactly as it came).
+fn answer_raw(kind: &str, id: u64, data: &serde_json::value::RawValue) -> crate::Message {
     #[derive(Serialize)]
     struct Answer<'a> {
         #[serde(rename = "type")]
         kind: &'a str,
         id: u64,
-        data: Value,
+        data: &'a serde_json::value::RawValue,
     }
     let text = serde_json::to_string(&Answer { kind, id, data })
-        .expect("a JSON value with a string type encodes");
+        .expect("raw JSON with a string type encodes");
     crate::Message::text(text)
 }
 
@@ -204,6 +260,12 @@ pub enum AskError {
     /// The session already waits for 1,024 replies.
     #[error("too many requests waiting for this session")]
     TooMany,
+    /// Asked from the handler of a message of the same session, in the default sequential
+    /// mode: the session reads nothing until that handler returns, so the answer could never
+    /// be read. Ask from another task (`tokio::spawn`), or turn on
+    /// [`Config::concurrent_message_handling`](crate::Config).
+    #[error("asked from the session's own handler, whose socket is not read until it returns")]
+    InOwnHandler,
 }
 
 /// The server's requests to clients: `session.ask(kind, data, timeout)` with this trait in
@@ -237,23 +299,47 @@ impl Ask for Session {
         data: impl Serialize,
         timeout: Duration,
     ) -> impl Future<Output = Result<R, AskError>> + Send {
-        let prepared = prepare(self, kind, data);
+        // Encoded now (no side effect); registered and sent only when first polled.
+        let data = encode_data(&data);
+        let (session, kind) = (self.clone(), kind.to_owned());
         async move {
-            let (id, pending, receiver) = prepared?;
-            let outcome = tokio::time::timeout(timeout, receiver).await;
-            let outcome = match outcome {
+            if HANDLING.try_with(|id| *id == session.id()).unwrap_or(false) {
+                return Err(AskError::InOwnHandler);
+            }
+            let (key, pending, receiver) = prepare(&session, &kind, &data?)?;
+            // Forgotten however this future ends: answered, timed out, or dropped.
+            let _forget = Forget {
+                pending: &pending,
+                key,
+            };
+            let outcome = match tokio::time::timeout(timeout, receiver).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) => return Err(AskError::Closed),
-                Err(_) => {
-                    pending.forget(id);
-                    return Err(AskError::Timeout(timeout));
-                }
+                Err(_) => return Err(AskError::Timeout(timeout)),
             };
             match outcome {
                 Ok(value) => R::deserialize(value).map_err(|e| AskError::Decode(Arc::new(e))),
                 Err(reject) => Err(AskError::Rejected(reject)),
             }
         }
+    }
+}
+
+tokio::task_local! {
+    /// The session whose message the router is handling on this task, in sequential mode:
+    /// its socket is not read until the handler returns, so it cannot answer an `ask`.
+    pub(crate) static HANDLING: SessionId;
+}
+
+/// Takes a request out of the pending map when dropped.
+struct Forget<'a> {
+    pending: &'a Pending,
+    key: Key,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.pending.forget(self.key);
     }
 }
 
@@ -266,15 +352,18 @@ type Key = (SessionId, u64);
 type Waiting = (Key, Arc<Pending>, oneshot::Receiver<Answer>);
 
 /// Registers a request and sends it; what to wait on.
-fn prepare(session: &Session, kind: &str, data: impl Serialize) -> Result<Waiting, AskError> {
-    let data = serde_json::to_value(data).map_err(EncodeError::from)?;
+fn prepare(
+    session: &Session,
+    kind: &str,
+    data: &serde_json::value::RawValue,
+) -> Result<Waiting, AskError> {
     let pending = session
         .melody()
         .plugins()
         .get::<Pending>()
         .ok_or(AskError::NoRouter)?;
     let (key, receiver) = pending.open(session.id())?;
-    if let Err(error) = session.send(answer(kind, key.1, data)) {
+    if let Err(error) = session.send(answer_raw(kind, key.1, data)) {
         pending.forget(key);
         return Err(error.into());
     }
@@ -287,19 +376,24 @@ type Replies = HashMap<u64, oneshot::Sender<Answer>>;
 /// router).
 #[derive(Default)]
 pub(crate) struct Pending {
-    next: AtomicU64,
     waiting: Mutex<HashMap<SessionId, Replies>>,
 }
 
 impl Pending {
     fn open(&self, session: SessionId) -> Result<(Key, oneshot::Receiver<Answer>), AskError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) % MAX_REQUEST_ID + 1;
         let (sender, receiver) = oneshot::channel();
         let mut waiting = lock(&self.waiting);
         let replies = waiting.entry(session).or_default();
         if replies.len() >= MAX_PENDING_PER_SESSION {
             return Err(AskError::TooMany);
         }
+        // Random, so that no client can guess the id of a request made to another.
+        let id = loop {
+            let id = crate::core::random::u64() % MAX_REQUEST_ID + 1;
+            if !replies.contains_key(&id) {
+                break id;
+            }
+        };
         replies.insert(id, sender);
         Ok(((session, id), receiver))
     }
@@ -383,10 +477,12 @@ mod tests {
 
     #[test]
     fn a_reply_slot_is_taken_once_across_clones() {
-        let slot = ReplySlot::default();
+        let slot = ReplySlot::new(Some(9));
         let clone = slot.clone();
-        assert!(slot.take());
-        assert!(!clone.take());
+        assert_eq!(slot.take(), Some(9));
+        assert_eq!(clone.take(), None);
+        assert_eq!(clone.id(), Some(9));
+        assert_eq!(ReplySlot::default().take(), None);
     }
 
     #[test]
