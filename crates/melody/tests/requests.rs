@@ -341,7 +341,7 @@ async fn a_broadcast_envelope_is_no_request_to_its_recipients() {
     assert_eq!(heard["data"], "hey");
     assert!(heard.get("id").is_none(), "{heard}");
     // The sender gets the broadcast and the one reply to its request.
-    let mut got = vec![recv_json(&mut a).await, recv_json(&mut a).await];
+    let mut got = [recv_json(&mut a).await, recv_json(&mut a).await];
     got.sort_by_key(|m| m["type"].to_string());
     assert_eq!(got[0], json!({"type": "reply", "id": 77, "data": null}));
     assert!(got[1].get("id").is_none());
