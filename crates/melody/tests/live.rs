@@ -411,3 +411,65 @@ async fn callbacks_may_use_the_live_hub_on_their_own_topic() {
         farewell_seen = a.next_of("pub").await["data"] == "bye";
     }
 }
+
+/// A topic with history and without presence keeps its stream (and epoch) while anyone is
+/// subscribed, whoever else comes and goes.
+#[tokio::test]
+async fn the_epoch_holds_while_a_subscriber_stays() {
+    let live = Live::new().history("h:*", History::new());
+    let (_melody, addr, hub) = serve(live).await;
+    let mut a = LiveClient::connect(addr).await;
+    let reply = a.subscribe(json!({"topic": "h:1"})).await;
+    let epoch = reply["epoch"].clone();
+    hub.publish("h:1", 1).await.unwrap();
+    let mut b = LiveClient::connect(addr).await;
+    b.subscribe(json!({"topic": "h:1"})).await;
+    b.request("unsubscribe", json!({"topic": "h:1"})).await;
+    drop(b);
+    hub.publish("h:1", 2).await.unwrap();
+    assert_eq!(hub.position("h:1").unwrap().epoch, epoch.as_str().unwrap());
+    assert_eq!(a.next_of("pub").await["offset"], 1);
+    assert_eq!(a.next_of("pub").await["offset"], 2);
+}
+
+/// A member the application took out of the topic with `Session::leave` still leaves the
+/// member list when it disconnects; a panicking `on_leave` leaves nothing behind either; a
+/// session already in the topic is announced when it subscribes.
+#[tokio::test]
+async fn members_never_outlive_their_sessions() {
+    let melody = Melody::new();
+    melody.plug(
+        Live::new()
+            .presence("room:*")
+            .on_leave(|topic, _| assert!(topic != "room:a", "on_leave panics for room:a")),
+    );
+    let hub = LiveHub::of(&melody).unwrap();
+    melody.on_connect(|session| {
+        // In the topic before subscribing: subscribing still announces it.
+        let _ = session.join("room:b");
+    });
+    let addr = spawn_app(&melody).await;
+    let mut watcher = LiveClient::connect(addr).await;
+    watcher.subscribe(json!({"topic": "room:b"})).await;
+    let mut kicked = LiveClient::connect(addr).await;
+    for topic in ["room:a", "room:b", "room:c"] {
+        kicked.subscribe(json!({"topic": topic})).await;
+    }
+    let joined = watcher.next_of("join").await;
+    let id = joined["member"]["id"].as_str().unwrap().to_owned();
+    let session = melody
+        .all()
+        .sessions()
+        .into_iter()
+        .find(|s| s.id().to_string() == id)
+        .unwrap();
+    assert!(session.leave("room:c"));
+    drop(kicked);
+    eventually(|| {
+        ["room:a", "room:b", "room:c"]
+            .iter()
+            .all(|topic| hub.members(topic).iter().all(|m| m.id.to_string() != id))
+    })
+    .await;
+    assert_eq!(watcher.next_of("leave").await["member"]["id"], id.as_str());
+}

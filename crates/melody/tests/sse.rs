@@ -428,3 +428,59 @@ async fn live_topics_resume_sse_subscribers_from_their_last_event_id() {
         format!("id: {epoch}:7\ndata: 7\n\n")
     );
 }
+
+/// Only topics open to SSE are streamed by the live endpoint: not those with presence (member
+/// events are for the topic's sessions), not those `authorize_sse` refuses, and a stream that
+/// ends leaves nothing behind.
+#[cfg(feature = "live")]
+#[tokio::test]
+async fn live_sse_streams_only_what_they_may_see() {
+    use melody::live::{History, Live, LiveHub};
+
+    let melody = Melody::new();
+    melody.plug(
+        Live::new()
+            .presence("room:*")
+            .history("news:*", History::new())
+            .topics("open:*")
+            .authorize(|_, _| true)
+            .authorize_sse(|parts, topic| {
+                topic != "news:secret" && parts.headers.contains_key("x-reader")
+            }),
+    );
+    let live = LiveHub::of(&melody).unwrap();
+    let app = Router::new().route(
+        "/events",
+        get(live.sse_handler(TopicResolver::query("topic"))),
+    );
+    let addr = spawn_router(app).await;
+    for (path, headers) in [
+        ("/events?topic=room:1", "x-reader: 1\r\n"),
+        ("/events?topic=news:secret", "x-reader: 1\r\n"),
+        ("/events?topic=news:1", ""),
+    ] {
+        let refused = SseClient::open(addr, path, headers).await;
+        assert_eq!(refused.err().map(|(status, _)| status), Some(400), "{path}");
+    }
+    let mut open = SseClient::open(addr, "/events?topic=open:1", "x-reader: 1\r\n")
+        .await
+        .unwrap();
+    eventually(|| Sse::of(&melody).unwrap().subscribers("open:1") == 1).await;
+    live.publish("open:1", serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    assert_eq!(open.next_event().await, "data: {\"n\":1}\n\n");
+    // Streams of topics with history hold their topic while they last, and only then.
+    let mut many = Vec::new();
+    for n in 0..20 {
+        let path = format!("/events?topic=news:{n}");
+        many.push(
+            SseClient::open(addr, &path, "x-reader: 1\r\n")
+                .await
+                .unwrap(),
+        );
+    }
+    eventually(|| live.topics_held() == 20).await;
+    drop(many);
+    eventually(|| live.topics_held() == 0).await;
+}

@@ -173,6 +173,17 @@ impl Live {
         self
     }
 
+    /// Decides, per SSE request (its head, after the hub's auth hook) and topic, whether
+    /// [`LiveHub::sse_handler`] streams an open topic. Without it, SSE streams are served only
+    /// when there is no [`Live::authorize`].
+    pub fn authorize_sse(
+        mut self,
+        authorize: impl Fn(&http::request::Parts, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.settings.authorize_sse = Some(Arc::new(authorize));
+        self
+    }
+
     /// Runs on the server when a member joins a topic with presence (its topic, itself).
     pub fn on_join(mut self, f: impl Fn(&str, &Member) + Send + Sync + 'static) -> Self {
         self.settings.on_join = Some(Arc::new(f));

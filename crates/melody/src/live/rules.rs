@@ -58,6 +58,7 @@ impl Features {
 pub(crate) type InfoFn = Arc<dyn Fn(&Session) -> Value + Send + Sync>;
 pub(crate) type AuthorizeFn = Arc<dyn Fn(&Session, &str) -> bool + Send + Sync>;
 pub(crate) type MemberFn = Arc<dyn Fn(&str, &Member) + Send + Sync>;
+pub(crate) type AuthorizeSseFn = Arc<dyn Fn(&http::request::Parts, &str) -> bool + Send + Sync>;
 
 /// Everything `Live` was configured with.
 #[derive(Clone, Default)]
@@ -65,6 +66,7 @@ pub(crate) struct Settings {
     pub(crate) rules: Vec<Rule>,
     pub(crate) info: Option<InfoFn>,
     pub(crate) authorize: Option<AuthorizeFn>,
+    pub(crate) authorize_sse: Option<AuthorizeSseFn>,
     pub(crate) on_join: Option<MemberFn>,
     pub(crate) on_leave: Option<MemberFn>,
     pub(crate) max_recover: usize,
@@ -90,6 +92,7 @@ impl fmt::Debug for Settings {
             .field("rules", &self.rules)
             .field("info", &self.info.is_some())
             .field("authorize", &self.authorize.is_some())
+            .field("authorize_sse", &self.authorize_sse.is_some())
             .field("on_join", &self.on_join.is_some())
             .field("on_leave", &self.on_leave.is_some())
             .field("max_recover", &self.max_recover)

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Request;
 
 use super::{
-    LiveHub,
+    LiveHub, MAX_TOPIC_LEN,
     history::{Replay, StreamPosition},
     state::Recovered,
 };
@@ -44,8 +44,12 @@ impl LiveHub {
     /// with `event: recovery` and data `{"recovered":false}`.
     ///
     /// The request passes the hub's auth hook and counts against `max_connections`, as for
-    /// [`Sse::handler`]; only topics opened with a pattern of [`Live`](super::Live) are
-    /// served (400 otherwise). Attaches the SSE plug-in to the hub if it is not yet.
+    /// [`Sse::handler`]. Served (400 otherwise): topics opened with a pattern of
+    /// [`Live`](super::Live), without presence (member events are for the topic's sessions),
+    /// at most [`MAX_TOPIC_LEN`] bytes, and allowed by
+    /// [`Live::authorize_sse`](super::Live::authorize_sse) — without it, only when the hub has
+    /// no [`Live::authorize`](super::Live::authorize) (a hub that checks its WebSocket
+    /// subscribers checks these too). Attaches the SSE plug-in to the hub if it is not yet.
     ///
     /// ```
     /// use axum::{Router, routing::get};
@@ -75,14 +79,22 @@ impl LiveHub {
     ) -> impl Future<Output = SseResponse> + Send + use<B> {
         let sse = Sse::attach(&self.melody);
         let state = self.state.clone();
-        // Only open topics: anything else is answered as a request that names no topic.
+        // Only topics open to SSE: anything else is answered as a request that names no topic.
         let open = TopicResolver::custom({
             let resolver = resolver.clone();
             let state = state.clone();
             move |parts, _| {
-                resolver
-                    .resolve(parts)
-                    .filter(|topic| state.settings.features(topic).open)
+                resolver.resolve(parts).filter(|topic| {
+                    let features = state.settings.features(topic);
+                    // Presence is for the topic's sessions: events from other nodes arrive as
+                    // plain topic sends, which no SSE stream of it may see.
+                    let allowed = match &state.settings.authorize_sse {
+                        Some(authorize) => authorize(parts, topic),
+                        // A hub that checks its WebSocket subscribers checks these too.
+                        None => state.settings.authorize.is_none(),
+                    };
+                    features.open && !features.presence && topic.len() <= MAX_TOPIC_LEN && allowed
+                })
             }
         });
         sse.handle_with(req, &open, move |index, topic, last_event_id, slot| {
@@ -90,7 +102,7 @@ impl LiveHub {
                 .and_then(parse)
                 .map_or(Replay::Nothing, Replay::Since);
             let index = Arc::clone(index);
-            state.replay_to(topic, &replay, move |recovered: Recovered<'_>| {
+            state.replay_to(topic, &replay, move |recovered: Recovered<'_>, end| {
                 let mut backlog = VecDeque::new();
                 if recovered.complete == Some(false) {
                     backlog.push_back(not_recovered());
@@ -98,7 +110,7 @@ impl LiveHub {
                 for (position, data) in recovered.publications {
                     backlog.push_back(event(&position, data).encode());
                 }
-                index.subscribe_after(topic, slot, backlog)
+                index.subscribe_after(topic, slot, backlog, end)
             })
         })
     }

@@ -32,6 +32,9 @@ pub(crate) struct LiveState {
     topics: Mutex<Topics>,
     /// Markers of store reads (`HistoryStore::read`), unique per hub.
     pub(super) next_marker: std::sync::atomic::AtomicU64,
+    /// The topics with state each session subscribed to, for its disconnect (its own list of
+    /// topics may have lost one that the application left through `Session::leave`).
+    by_session: Mutex<HashMap<SessionId, std::collections::HashSet<Arc<str>>>>,
 }
 
 struct Topics {
@@ -48,6 +51,11 @@ pub(super) struct TopicState {
 pub(super) struct TopicInner {
     stream: Option<Stream>,
     pub(super) members: HashMap<SessionId, Value>,
+    /// Every session subscribed through the live protocol (with or without presence): a topic
+    /// with subscribers is never let go, so its epoch cannot change under them.
+    pub(super) subscribers: std::collections::HashSet<SessionId>,
+    /// SSE streams of the topic (served by `LiveHub::sse_handler`).
+    pub(super) sse_streams: usize,
     /// With a store: subscribers whose history read is in flight, and what the feed delivered
     /// to the topic meanwhile.
     pub(super) waiting: Vec<Waiting>,
@@ -73,6 +81,8 @@ impl TopicInner {
             stream.trim(now);
         }
         self.members.is_empty()
+            && self.subscribers.is_empty()
+            && self.sse_streams == 0
             && self.waiting.is_empty()
             && self.stream.as_ref().is_none_or(Stream::is_empty)
     }
@@ -93,6 +103,10 @@ pub(crate) struct Recovered<'a> {
     pub(crate) publications: Vec<(StreamPosition, &'a str)>,
 }
 
+/// What runs when an SSE stream ends.
+#[cfg(feature = "sse")]
+pub(crate) type StreamEnd = Box<dyn FnOnce() + Send>;
+
 /// Why a subscription failed.
 pub(crate) enum SubscribeError {
     Join(JoinError),
@@ -106,6 +120,7 @@ impl LiveState {
             settings,
             store,
             next_marker: std::sync::atomic::AtomicU64::new(1),
+            by_session: Mutex::default(),
             topics: Mutex::new(Topics {
                 by_name: HashMap::new(),
                 swept: Instant::now(),
@@ -206,7 +221,9 @@ impl LiveState {
                 .as_ref()
                 .map_or(Value::Null, |info| info(session)),
         });
-        let (name, joined) = self.with_topic(topic, |name, inner| {
+        // Listed for the session's disconnect before anything can make it a subscriber.
+        self.index(session.id(), topic, true);
+        let outcome = self.with_topic(topic, |name, inner| {
             let joined = match session.join(&**name) {
                 Ok(joined) => joined,
                 Err(error) => {
@@ -225,9 +242,13 @@ impl LiveState {
                 }
                 None => (None, Recovery::default()),
             };
-            if let Some(member) = &member {
-                inner.members.insert(member.id, member.info.clone());
-            }
+            let new_member = member.as_ref().is_some_and(|member| {
+                inner
+                    .members
+                    .insert(member.id, member.info.clone())
+                    .is_none()
+            });
+            inner.subscribers.insert(session.id());
             let members = features.presence.then(|| members_of(inner));
             let subscription = Subscription {
                 position,
@@ -237,23 +258,59 @@ impl LiveState {
             if let Err(error) = reply(&subscription) {
                 if joined {
                     session.leave(name);
+                    inner.subscribers.remove(&session.id());
+                }
+                if new_member {
                     inner.members.remove(&session.id());
                 }
                 self.remove_if_idle(name, inner);
                 return Err(SubscribeError::Reply(error));
             }
-            if let (Some(member), true) = (&member, joined) {
+            if let (Some(member), true) = (&member, new_member) {
                 let event = wire::presence_event("join", name, member);
-                let _ = session
-                    .melody()
-                    .topic(&**name)
-                    .except(session.id())
-                    .send(event);
+                announce(&session.melody(), name, Some(session.id()), event);
             }
-            Ok((name.clone(), joined))
-        })?;
-        if let (Some(member), true, Some(on_join)) = (&member, joined, &self.settings.on_join) {
-            on_join(&name, member);
+            Ok((name.clone(), new_member))
+        });
+        self.finish_subscribe(session, topic, member.as_ref(), outcome)
+    }
+
+    /// Lists or unlists `topic` among the topics `session` subscribed to.
+    pub(super) fn index(&self, session: SessionId, topic: &str, subscribed: bool) {
+        let mut by_session = lock(&self.by_session);
+        if subscribed {
+            by_session
+                .entry(session)
+                .or_default()
+                .insert(Arc::from(topic));
+        } else if let Some(topics) = by_session.get_mut(&session) {
+            topics.remove(topic);
+            if topics.is_empty() {
+                by_session.remove(&session);
+            }
+        }
+    }
+
+    /// After a subscription's locked part: unlisted when it failed, `on_join` when it made a
+    /// new member (outside the lock; a panic there is reported, not spread).
+    pub(super) fn finish_subscribe(
+        &self,
+        session: &Session,
+        topic: &str,
+        member: Option<&Member>,
+        outcome: Result<(Arc<str>, bool), SubscribeError>,
+    ) -> Result<(), SubscribeError> {
+        let (name, new_member) = match outcome {
+            Ok(done) => done,
+            Err(error) => {
+                if !session.is_in(topic) {
+                    self.index(session.id(), topic, false);
+                }
+                return Err(error);
+            }
+        };
+        if let (Some(member), true, Some(on_join)) = (member, new_member, &self.settings.on_join) {
+            guarded("on_join", || on_join(&name, member));
         }
         Ok(())
     }
@@ -267,20 +324,32 @@ impl LiveState {
                 (left, self.left(&melody, topic, session.id(), inner))
             })
             .unwrap_or_else(|| (session.leave(topic), None));
+        self.index(session.id(), topic, false);
         self.announce_leave(topic, member.as_ref());
         left
     }
 
-    /// A session that disconnected leaves every live topic it was in.
+    /// A session that disconnected leaves every live topic it subscribed to: first all of
+    /// them, then the application hears of each (so that a callback that panics cannot leave
+    /// the session a member of the rest).
     pub(crate) fn disconnected(&self, session: &Session) {
         let melody = session.melody();
-        for topic in session.topics() {
-            let member = self
-                .with_existing(&topic, |inner| {
-                    self.left(&melody, &topic, session.id(), inner)
-                })
-                .flatten();
-            self.announce_leave(&topic, member.as_ref());
+        let topics = lock(&self.by_session)
+            .remove(&session.id())
+            .unwrap_or_default();
+        let left: Vec<(Arc<str>, Member)> = topics
+            .into_iter()
+            .filter_map(|topic| {
+                let member = self
+                    .with_existing(&topic, |inner| {
+                        self.left(&melody, &topic, session.id(), inner)
+                    })
+                    .flatten()?;
+                Some((topic, member))
+            })
+            .collect();
+        for (topic, member) in &left {
+            self.announce_leave(topic, Some(member));
         }
     }
 
@@ -312,11 +381,15 @@ impl LiveState {
     ) -> Option<Member> {
         // One that unsubscribes or goes while waiting for its reply or the feed never joins.
         inner.waiting.retain(|waiting| waiting.session.id() != id);
+        inner.subscribers.remove(&id);
         let member = inner.members.remove(&id).map(|info| Member { id, info });
         if let Some(member) = &member {
-            let _ = melody
-                .topic(topic)
-                .send(wire::presence_event("leave", topic, member));
+            announce(
+                melody,
+                topic,
+                None,
+                wire::presence_event("leave", topic, member),
+            );
         }
         self.remove_if_idle(topic, inner);
         member
@@ -325,7 +398,7 @@ impl LiveState {
     /// Tells the application's `on_leave`, outside the topic's lock.
     fn announce_leave(&self, topic: &str, member: Option<&Member>) {
         if let (Some(member), Some(on_leave)) = (member, &self.settings.on_leave) {
-            on_leave(topic, member);
+            guarded("on_leave", || on_leave(topic, member));
         }
     }
 
@@ -338,9 +411,14 @@ impl LiveState {
     ) -> Result<(Option<u64>, usize), Closed> {
         let features = self.settings.features(topic);
         let Some(limits) = features.history else {
-            let reached = melody
-                .topic(topic)
-                .send(wire::publication(topic, None, &data))?;
+            let message = wire::publication(topic, None, &data);
+            #[cfg(feature = "sse")]
+            if melody.plugins().get::<crate::sse::Index>().is_some() {
+                // SSE streams get the data alone, as for topics with history.
+                let event = crate::sse::Event::new(data.get());
+                return Ok((None, melody.topic(topic).send_with(message, &event)?));
+            }
+            let reached = melody.topic(topic).send(message)?;
             return Ok((None, reached));
         };
         self.with_topic(topic, |name, inner| {
@@ -363,10 +441,10 @@ impl LiveState {
     /// of its history, so that it misses nothing published meanwhile.
     #[cfg(feature = "sse")]
     pub(crate) fn replay_to<R>(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         replay: &Replay,
-        subscribe: impl FnOnce(Recovered<'_>) -> R,
+        subscribe: impl FnOnce(Recovered<'_>, Option<StreamEnd>) -> R,
     ) -> R {
         let history = self.settings.features(topic).history;
         let Some(limits) = history.filter(|_| self.store.is_none()) else {
@@ -374,12 +452,27 @@ impl LiveState {
             // stream that asked to resume is told it was not.
             let complete =
                 (history.is_some() && matches!(replay, Replay::Since(_))).then_some(false);
-            return subscribe(Recovered {
-                complete,
-                publications: Vec::new(),
-            });
+            return subscribe(
+                Recovered {
+                    complete,
+                    publications: Vec::new(),
+                },
+                None,
+            );
         };
-        self.with_topic(topic, |_, inner| {
+        self.with_topic(topic, |name, inner| {
+            // Counted while the stream lasts: the topic (and its epoch) stays while it does.
+            inner.sse_streams += 1;
+            let state = Arc::downgrade(self);
+            let name = name.clone();
+            let end: StreamEnd = Box::new(move || {
+                if let Some(state) = state.upgrade() {
+                    state.with_existing(&name, |inner| {
+                        inner.sse_streams = inner.sse_streams.saturating_sub(1);
+                        state.remove_if_idle(&name, inner);
+                    });
+                }
+            });
             let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
             let recovery = stream.replay(replay, self.settings.max_recover, Instant::now());
             let publications = recovery
@@ -393,10 +486,13 @@ impl LiveState {
                     (position, entry.data.get())
                 })
                 .collect();
-            subscribe(Recovered {
-                complete: recovery.recovered,
-                publications,
-            })
+            subscribe(
+                Recovered {
+                    complete: recovery.recovered,
+                    publications,
+                },
+                Some(end),
+            )
         })
     }
 
@@ -426,6 +522,32 @@ impl LiveState {
     /// How many topics hold state (members or history) right now.
     pub(crate) fn topics_held(&self) -> usize {
         lock(&self.topics).by_name.len()
+    }
+}
+
+/// Sends a presence event to the topic's sessions (all nodes), never to its SSE streams
+/// (members are for the topic's subscribers, not for anonymous streams).
+pub(super) fn announce(
+    melody: &Melody,
+    topic: &str,
+    except: Option<SessionId>,
+    event: crate::Message,
+) {
+    let mut to = melody.topic(topic);
+    if let Some(except) = except {
+        to = to.except(except);
+    }
+    #[cfg(feature = "sse")]
+    let _ = to.send_with(event, &crate::sse::NotForSse);
+    #[cfg(not(feature = "sse"))]
+    let _ = to.send(event);
+}
+
+/// Runs an application callback; a panic is logged, not spread (the live topics' state stays
+/// consistent whatever the callback does).
+pub(super) fn guarded(what: &str, callback: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).is_err() {
+        tracing::warn!(callback = what, "a live topics callback panicked");
     }
 }
 

@@ -139,6 +139,8 @@ impl LiveState {
         let marker = self
             .next_marker
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Listed for the session's disconnect before anything can make it a subscriber.
+        self.index(id, topic, true);
         self.with_topic(topic, |_, inner| {
             inner.waiting.push(Waiting {
                 session: session.clone(),
@@ -155,7 +157,7 @@ impl LiveState {
             Replay::Nothing => (ReadFrom::Latest, 0),
         };
         let read = store.read(topic, from, count, history, marker).await;
-        let (name, joined) = self.with_topic(topic, |name, inner| {
+        let outcome = self.with_topic(topic, |name, inner| {
             let Some(at) = inner.waiting.iter().position(|w| w.session.id() == id) else {
                 // It unsubscribed or went while its read was in flight.
                 return Ok((name.clone(), false));
@@ -169,26 +171,32 @@ impl LiveState {
                 }
             };
             let (position, recovery) = merge(read, std::mem::take(&mut waiting.fed), replay, max);
-            let joined = !session.is_in(name);
             // The limit is checked now, while the reply can still say so.
-            if joined && session.topics().len() >= session.melody().config().max_topics_per_session
-            {
+            let config = session.melody().config().clone();
+            if !session.is_in(name) && session.topics().len() >= config.max_topics_per_session {
                 self.remove_if_idle(name, inner);
                 return Err(SubscribeError::Join(crate::JoinError::TooManyTopics {
-                    max: session.melody().config().max_topics_per_session,
+                    max: config.max_topics_per_session,
                 }));
             }
-            if let Some(member) = &member {
-                inner.members.insert(member.id, member.info.clone());
-            }
+            let new_member = member.as_ref().is_some_and(|member| {
+                inner
+                    .members
+                    .insert(member.id, member.info.clone())
+                    .is_none()
+            });
+            inner.subscribers.insert(id);
             let subscription = Subscription {
                 position: position.clone(),
                 recovery,
                 members: features.presence.then(|| members_of(inner)),
             };
             if let Err(error) = reply(&subscription) {
-                if joined {
+                if new_member {
                     inner.members.remove(&id);
+                }
+                if !session.is_in(name) {
+                    inner.subscribers.remove(&id);
                 }
                 self.remove_if_idle(name, inner);
                 return Err(SubscribeError::Reply(error));
@@ -197,6 +205,7 @@ impl LiveState {
             // its feed has brought the read's marker, so that nothing reaches it twice.
             if waiting.marker_seen {
                 if let Err(error) = session.join(&**name) {
+                    inner.subscribers.remove(&id);
                     self.remove_if_idle(name, inner);
                     return Err(SubscribeError::Join(error));
                 }
@@ -204,16 +213,13 @@ impl LiveState {
                 waiting.answered = position;
                 inner.waiting.push(waiting);
             }
-            if let (Some(member), true) = (&member, joined) {
+            if let (Some(member), true) = (&member, new_member) {
                 let event = wire::presence_event("join", name, member);
-                let _ = session.melody().topic(&**name).except(id).send(event);
+                super::state::announce(&session.melody(), name, Some(id), event);
             }
-            Ok((name.clone(), joined))
-        })?;
-        if let (Some(member), true, Some(on_join)) = (&member, joined, &self.settings.on_join) {
-            on_join(&name, member);
-        }
-        Ok(())
+            Ok((name.clone(), new_member))
+        });
+        self.finish_subscribe(session, topic, member.as_ref(), outcome)
     }
 }
 

@@ -70,6 +70,10 @@ pub struct Sse {
     index: Arc<Index>,
 }
 
+/// A delivery context meaning "for the topic's WebSocket sessions only": what a plug-in sends
+/// to a topic's members that its anonymous SSE streams must not see (presence events).
+pub(crate) struct NotForSse;
+
 /// The sink that hands topic deliveries to the subscribers.
 struct Subscribers(Arc<Index>);
 
@@ -78,9 +82,11 @@ impl Sink for Subscribers {
         let Some(topic) = delivery.target().topic() else {
             return Reach::default();
         };
-        let event = delivery
-            .context()
-            .and_then(|context| (context as &dyn Any).downcast_ref::<Event>());
+        let context = delivery.context().map(|context| context as &dyn Any);
+        if context.is_some_and(|context| context.is::<NotForSse>()) {
+            return Reach::default();
+        }
+        let event = context.and_then(|context| context.downcast_ref::<Event>());
         let local = match (event, delivery.message().as_str()) {
             (Some(event), _) => self.0.publish(topic, || event.encode()),
             (None, Some(text)) => self.0.publish(topic, || Event::new(text).encode()),

@@ -154,17 +154,18 @@ impl Index {
     /// Subscribes a new client to `topic`: the `text/event-stream` response that streams its
     /// events until the client goes away.
     pub(crate) fn subscribe(self: &Arc<Self>, topic: &str, slot: Slot) -> SseResponse {
-        self.subscribe_after(topic, slot, VecDeque::new())
+        self.subscribe_after(topic, slot, VecDeque::new(), None)
     }
 
     /// As [`Index::subscribe`], the stream starting with `backlog` (encoded events of the
     /// past, however many: they are not counted against the queue) before what is published
-    /// from now on.
+    /// from now on; `on_end` runs when the stream ends.
     pub(crate) fn subscribe_after(
         self: &Arc<Self>,
         topic: &str,
         slot: Slot,
         backlog: VecDeque<Bytes>,
+        on_end: Option<Box<dyn FnOnce() + Send>>,
     ) -> SseResponse {
         let (queue, events) = mpsc::channel(self.limits.queue.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -187,6 +188,7 @@ impl Index {
             backlog,
             events,
             keep_alive,
+            on_end,
         };
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
             if let Some(chunk) = sub.backlog.pop_front() {
@@ -236,12 +238,17 @@ struct Subscription {
     backlog: VecDeque<Bytes>,
     events: mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
+    /// What its plug-in wants done when it ends.
+    on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.index.leave(&self.topic, self.id);
         self.index.counters.unsubscribed();
+        if let Some(on_end) = self.on_end.take() {
+            on_end();
+        }
         tracing::debug!(topic = %self.topic, "sse subscriber gone");
     }
 }
