@@ -89,8 +89,8 @@ async fn members_see_each_other_join_and_leave_also_by_disconnect() {
     let (leaves, mut leave_log) = events();
     let live = Live::new()
         .presence("room:*")
-        .on_join(move |topic, member: &Member| joins.push(format!("{topic} {}", member.id)))
-        .on_leave(move |topic, member: &Member| leaves.push(format!("{topic} {}", member.id)));
+        .on_join(move |_, topic, member: &Member| joins.push(format!("{topic} {}", member.id)))
+        .on_leave(move |_, topic, member: &Member| leaves.push(format!("{topic} {}", member.id)));
     let (_melody, addr, hub) = serve(live).await;
     let mut a = LiveClient::connect(addr).await;
     let first = a.subscribe(json!({"topic": "room:1"})).await;
@@ -370,29 +370,24 @@ async fn plain_handlers_join_sessions_with_presence_from_the_server() {
 #[tokio::test]
 async fn callbacks_may_use_the_live_hub_on_their_own_topic() {
     let melody = Melody::new();
-    let greeter = melody.clone();
-    let farewell = melody.clone();
-    let reader = melody.clone();
     melody.plug(
         Live::new()
             .presence("room:*")
             .history("room:*", History::new())
-            .info(
-                move |_| json!({ "before": LiveHub::of(&reader).unwrap().members("room:1").len() }),
-            )
+            .info(|session| {
+                let live = LiveHub::of(&session.melody()).unwrap();
+                json!({ "before": live.members("room:1").len() })
+            })
             // Polled once, right here in the callback: a publication in memory is ready at once,
-            // so this would deadlock if the topic's lock were held.
-            .on_join(move |topic, member| {
-                let live = LiveHub::of(&greeter).unwrap();
+            // so this would deadlock if the topic's lock were held. The callbacks get the live
+            // hub (capturing a `Melody` in them would keep the hub alive forever).
+            .on_join(|live, topic, member| {
                 let publish = live.publish(topic, format!("welcome {}", member.id));
                 publish.now_or_never().expect("ready").unwrap();
             })
-            .on_leave(move |topic, _| {
-                let live = LiveHub::of(&farewell).unwrap();
-                live.publish(topic, "bye")
-                    .now_or_never()
-                    .expect("ready")
-                    .unwrap();
+            .on_leave(|live, topic, _| {
+                let publish = live.publish(topic, "bye");
+                publish.now_or_never().expect("ready").unwrap();
             }),
     );
     let addr = spawn_app(&melody).await;
@@ -441,7 +436,7 @@ async fn members_never_outlive_their_sessions() {
     melody.plug(
         Live::new()
             .presence("room:*")
-            .on_leave(|topic, _| assert!(topic != "room:a", "on_leave panics for room:a")),
+            .on_leave(|_, topic, _| assert!(topic != "room:a", "on_leave panics for room:a")),
     );
     let hub = LiveHub::of(&melody).unwrap();
     melody.on_connect(|session| {

@@ -46,7 +46,7 @@
 //!   most [`Live::max_recover`]. Otherwise the reply says `recovered: false`, and the
 //!   application refetches its state.
 //! - **Epochs.** A topic's stream in memory starts with a fresh epoch when the process starts,
-//!   and when the topic had no member and nothing left in its history (it was swept out); in a
+//!   and when the topic had no subscriber and nothing left in its history (it was let go); in a
 //!   store, when its stream expired (no publication for its ttl). Either way a returning client
 //!   learns that its history is gone.
 //! - **Presence** events are at most once. A member leaves when it unsubscribes or
@@ -186,15 +186,19 @@ impl Live {
         self
     }
 
-    /// Runs on the server when a member joins a topic with presence (its topic, itself).
-    pub fn on_join(mut self, f: impl Fn(&str, &Member) + Send + Sync + 'static) -> Self {
+    /// Runs on the server when a member joins a topic with presence: the live topics (to
+    /// publish, to read members: capture no `Melody` in the callback, which would keep the hub
+    /// alive), the topic, the member. Runs outside the topic's lock; a panic is logged.
+    pub fn on_join(mut self, f: impl Fn(&LiveHub, &str, &Member) + Send + Sync + 'static) -> Self {
         self.settings.on_join = Some(Arc::new(f));
         self
     }
 
     /// Runs on the server when a member leaves a topic with presence, by unsubscribing or
-    /// disconnecting.
-    pub fn on_leave(mut self, f: impl Fn(&str, &Member) + Send + Sync + 'static) -> Self {
+    /// disconnecting; as [`Live::on_join`]. Do not publish to live topics from
+    /// [`Melody::on_error`]: a full queue met during a live fan-out is reported there while the
+    /// topic's lock is held.
+    pub fn on_leave(mut self, f: impl Fn(&LiveHub, &str, &Member) + Send + Sync + 'static) -> Self {
         self.settings.on_leave = Some(Arc::new(f));
         self
     }

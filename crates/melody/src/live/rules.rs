@@ -57,7 +57,7 @@ impl Features {
 
 pub(crate) type InfoFn = Arc<dyn Fn(&Session) -> Value + Send + Sync>;
 pub(crate) type AuthorizeFn = Arc<dyn Fn(&Session, &str) -> bool + Send + Sync>;
-pub(crate) type MemberFn = Arc<dyn Fn(&str, &Member) + Send + Sync>;
+pub(crate) type MemberFn = Arc<dyn Fn(&super::LiveHub, &str, &Member) + Send + Sync>;
 pub(crate) type AuthorizeSseFn = Arc<dyn Fn(&http::request::Parts, &str) -> bool + Send + Sync>;
 
 /// Everything `Live` was configured with.

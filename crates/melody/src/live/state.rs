@@ -310,7 +310,9 @@ impl LiveState {
             }
         };
         if let (Some(member), true, Some(on_join)) = (member, new_member, &self.settings.on_join) {
-            guarded("on_join", || on_join(&name, member));
+            if let Some(live) = super::LiveHub::of(&session.melody()) {
+                guarded("on_join", || on_join(&live, &name, member));
+            }
         }
         Ok(())
     }
@@ -325,7 +327,7 @@ impl LiveState {
             })
             .unwrap_or_else(|| (session.leave(topic), None));
         self.index(session.id(), topic, false);
-        self.announce_leave(topic, member.as_ref());
+        self.announce_leave(&melody, topic, member.as_ref());
         left
     }
 
@@ -349,7 +351,7 @@ impl LiveState {
             })
             .collect();
         for (topic, member) in &left {
-            self.announce_leave(topic, Some(member));
+            self.announce_leave(&melody, topic, Some(member));
         }
     }
 
@@ -396,9 +398,11 @@ impl LiveState {
     }
 
     /// Tells the application's `on_leave`, outside the topic's lock.
-    fn announce_leave(&self, topic: &str, member: Option<&Member>) {
+    fn announce_leave(&self, melody: &Melody, topic: &str, member: Option<&Member>) {
         if let (Some(member), Some(on_leave)) = (member, &self.settings.on_leave) {
-            guarded("on_leave", || on_leave(topic, member));
+            if let Some(live) = super::LiveHub::of(melody) {
+                guarded("on_leave", || on_leave(&live, topic, member));
+            }
         }
     }
 
