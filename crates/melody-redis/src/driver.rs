@@ -70,6 +70,27 @@ impl Inner {
     }
 }
 
+/// The connection commands go through: a connection manager that reconnects on the next
+/// command, bounded by the options' timeouts.
+pub(crate) async fn command_connection(
+    client: &Client,
+    options: &RedisOptions,
+) -> Result<ConnectionManager, Error> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(options.command_timeout))
+        .set_response_timeout(Some(options.command_timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(options.reconnect_min)
+        .set_max_delay(options.reconnect_max);
+    timeout(
+        options.command_timeout,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| Error::Timeout)?
+    .map_err(Error::from)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -91,18 +112,7 @@ impl RedisDriver {
         options.validate()?;
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.command_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(options.reconnect_min)
-            .set_max_delay(options.reconnect_max);
-        let manager = timeout(
-            options.command_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| Error::Timeout)??;
+        let manager = command_connection(&client, &options).await?;
         let names = Arc::new(Names::new(&options.namespace));
         let pubsub = subscribe(&client, &names, options.command_timeout).await?;
         Ok(Self {

@@ -27,7 +27,7 @@ use melody::live::{
 };
 use redis::{
     Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig, PubSub},
+    aio::{ConnectionManager, PubSub},
 };
 use serde_json::value::RawValue;
 use tokio::{runtime::Handle, task::AbortHandle, time::timeout};
@@ -153,18 +153,7 @@ impl RedisHistory {
         options.validate()?;
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.command_timeout))
-            .set_response_timeout(Some(options.command_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(options.reconnect_min)
-            .set_max_delay(options.reconnect_max);
-        let manager = timeout(
-            options.command_timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| Error::Timeout)??;
+        let manager = crate::driver::command_connection(&client, &options).await?;
         let namespace = options.get_namespace().to_owned();
         let channel = format!("{namespace}:live");
         let pubsub = subscribe(&client, &channel, options.command_timeout).await?;
