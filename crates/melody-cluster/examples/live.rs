@@ -13,7 +13,8 @@
 //!
 //! Open <http://127.0.0.1:5000/> and <http://127.0.0.1:5001/>: both pages are in the same
 //! rooms, see each other join and leave, and share each room's last messages. `REDIS_URL` names
-//! another Redis. (Histories shared over NATS are not available yet; `cluster` runs the plain
+//! another Redis; `MESSAGE_RATE=0` lifts the per-client rate limit (20 a second) for
+//! `melody-bench live`. (Histories shared over NATS are not available yet; `cluster` runs the plain
 //! chat over NATS.)
 
 use std::time::Duration;
@@ -36,9 +37,15 @@ const MAX_TEXT: usize = 1000;
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    // 20 messages a second per client, bursts of 40; `MESSAGE_RATE=0` lifts the limit (for
+    // `melody-bench live`).
+    let rate = std::env::var("MESSAGE_RATE")
+        .ok()
+        .and_then(|rate| rate.parse().ok())
+        .unwrap_or(20);
     let melody = Melody::with_config(
         Config::default()
-            .message_rate_limit(20, 40)
+            .message_rate_limit(rate, rate.saturating_mul(2))
             .max_message_size(16 * 1024),
     );
     melody.on_auth(|request| {
@@ -61,11 +68,14 @@ async fn main() -> Result<(), BoxError> {
         }
     });
     // Presence events travel as topic sends: the cluster carries them to the other nodes.
-    Cluster::attach(&melody, RedisDriver::connect(&url, RedisOptions::default()).await?)?;
+    Cluster::attach(
+        &melody,
+        RedisDriver::connect(&url, RedisOptions::default()).await?,
+    )?;
     let store = RedisHistory::connect(&url, RedisOptions::default()).await?;
     // `{"type":"say","id":…,"data":{"room":…,"text":…}}`, as the page sends it.
-    let say = router::Router::new().on_request("say", |session, say: serde_json::Value| {
-        async move {
+    let say =
+        router::Router::new().on_request("say", |session, say: serde_json::Value| async move {
             let (Some(room), Some(text)) = (say["room"].as_str(), say["text"].as_str()) else {
                 return Err(Reject::new("malformed envelope").into());
             };
@@ -77,10 +87,11 @@ async fn main() -> Result<(), BoxError> {
             }
             let live = LiveHub::of(&session.melody()).expect("live topics are plugged");
             let name = session.get::<String>("name").unwrap_or_default();
-            let published = live.publish(room, json!({ "name": name, "text": text })).await?;
+            let published = live
+                .publish(room, json!({ "name": name, "text": text }))
+                .await?;
             Ok(json!({ "offset": published.offset }))
-        }
-    });
+        });
     melody.plug(
         Live::new()
             .presence("room:*")
@@ -100,7 +111,10 @@ async fn main() -> Result<(), BoxError> {
         .route("/ws", get(melody.handler()));
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("live: open http://{}/ (redis at {url})", listener.local_addr()?);
+    println!(
+        "live: open http://{}/ (redis at {url})",
+        listener.local_addr()?
+    );
     melody::serve(listener, app).await?;
     Ok(())
 }
