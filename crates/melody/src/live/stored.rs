@@ -81,6 +81,7 @@ impl LiveState {
             if let Err(error) = waiting.session.join(topic) {
                 tracing::debug!(%topic, %error, "a live subscriber could not join after its reply");
             }
+            superseded(&mut inner.waiting, waiting.session.id());
         });
     }
 
@@ -158,7 +159,9 @@ impl LiveState {
         };
         let read = store.read(topic, from, count, history, marker).await;
         let outcome = self.with_topic(topic, |name, inner| {
-            let Some(at) = inner.waiting.iter().position(|w| w.session.id() == id) else {
+            // By marker: a session may subscribe again while an earlier subscription of it
+            // still waits for the feed.
+            let Some(at) = inner.waiting.iter().position(|w| w.marker == marker) else {
                 // It unsubscribed or went while its read was in flight.
                 return Ok((name.clone(), false));
             };
@@ -209,6 +212,7 @@ impl LiveState {
                     self.remove_if_idle(name, inner);
                     return Err(SubscribeError::Join(error));
                 }
+                superseded(&mut inner.waiting, id);
             } else {
                 waiting.answered = position;
                 inner.waiting.push(waiting);
@@ -221,6 +225,12 @@ impl LiveState {
         });
         self.finish_subscribe(session, topic, member.as_ref(), outcome)
     }
+}
+
+/// A session that joined its topic's deliveries: an earlier subscription of it that still
+/// waited for the feed is done (what it would send now comes through the topic).
+fn superseded(waiting: &mut Vec<Waiting>, id: crate::SessionId) {
+    waiting.retain(|w| w.session.id() != id || w.answered.is_none());
 }
 
 /// The subscriber's position and publications: the store's read, moved on by what the feed
