@@ -2,15 +2,15 @@
 //! as events whose id is `epoch:offset`, and a reconnecting `EventSource` resumed from its
 //! `Last-Event-ID`.
 
-use std::{collections::VecDeque, future::Future, sync::Arc};
+use std::{collections::VecDeque, future::Future, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::Request;
 
 use super::{
     LiveHub, MAX_TOPIC_LEN,
-    history::{Replay, StreamPosition},
-    state::Recovered,
+    history::{Replay, Stream, StreamPosition},
+    state::LiveState,
 };
 use crate::sse::{Event, Sse, SseResponse, TopicResolver};
 
@@ -115,6 +115,76 @@ impl LiveHub {
         })
     }
 }
+
+impl LiveState {
+    /// Runs `subscribe` (an SSE subscription) under the topic's lock with what `replay` asks
+    /// of its history, so that it misses nothing published meanwhile.
+    pub(crate) fn replay_to<R>(
+        self: &Arc<Self>,
+        topic: &str,
+        replay: &Replay,
+        subscribe: impl FnOnce(Recovered<'_>, Option<StreamEnd>) -> R,
+    ) -> R {
+        let history = self.settings.features(topic).history;
+        let Some(limits) = history.filter(|_| self.store.is_none()) else {
+            // No history here (or it is a store's, which SSE does not read back yet): a
+            // stream that asked to resume is told it was not.
+            let complete =
+                (history.is_some() && matches!(replay, Replay::Since(_))).then_some(false);
+            return subscribe(
+                Recovered {
+                    complete,
+                    publications: Vec::new(),
+                },
+                None,
+            );
+        };
+        self.with_topic(topic, |name, inner| {
+            // Counted while the stream lasts: the topic (and its epoch) stays while it does.
+            inner.sse_streams += 1;
+            let state = Arc::downgrade(self);
+            let name = name.clone();
+            let end: StreamEnd = Box::new(move || {
+                if let Some(state) = state.upgrade() {
+                    state.with_existing(&name, |inner| {
+                        inner.sse_streams = inner.sse_streams.saturating_sub(1);
+                        state.remove_if_idle(&name, inner);
+                    });
+                }
+            });
+            let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
+            let recovery = stream.replay(replay, self.settings.max_recover, Instant::now());
+            let publications = recovery
+                .publications
+                .iter()
+                .map(|entry| {
+                    let position = StreamPosition {
+                        epoch: stream.epoch.clone(),
+                        offset: entry.offset,
+                    };
+                    (position, entry.data.get())
+                })
+                .collect();
+            subscribe(
+                Recovered {
+                    complete: recovery.recovered,
+                    publications,
+                },
+                Some(end),
+            )
+        })
+    }
+}
+
+/// What an SSE subscriber gets of the past: whether it is all it missed, and the
+/// publications with their positions.
+pub(crate) struct Recovered<'a> {
+    pub(crate) complete: Option<bool>,
+    pub(crate) publications: Vec<(StreamPosition, &'a str)>,
+}
+
+/// What runs when an SSE stream ends.
+pub(crate) type StreamEnd = Box<dyn FnOnce() + Send>;
 
 #[cfg(test)]
 mod tests {

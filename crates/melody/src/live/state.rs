@@ -49,7 +49,7 @@ pub(super) struct TopicState {
 
 #[derive(Default)]
 pub(super) struct TopicInner {
-    stream: Option<Stream>,
+    pub(super) stream: Option<Stream>,
     pub(super) members: HashMap<SessionId, Value>,
     /// Every session subscribed through the live protocol (with or without presence): a topic
     /// with subscribers is never let go, so its epoch cannot change under them.
@@ -94,18 +94,6 @@ pub(crate) struct Subscription {
     pub(crate) recovery: Recovery,
     pub(crate) members: Option<Vec<Member>>,
 }
-
-/// What an SSE subscriber gets of the past: whether it is all it missed, and the
-/// publications with their positions.
-#[cfg(feature = "sse")]
-pub(crate) struct Recovered<'a> {
-    pub(crate) complete: Option<bool>,
-    pub(crate) publications: Vec<(StreamPosition, &'a str)>,
-}
-
-/// What runs when an SSE stream ends.
-#[cfg(feature = "sse")]
-pub(crate) type StreamEnd = Box<dyn FnOnce() + Send>;
 
 /// Why a subscription failed.
 pub(crate) enum SubscribeError {
@@ -438,65 +426,6 @@ impl LiveState {
             }
             let reached = melody.topic(&**name).send(message)?;
             Ok((Some(offset), reached))
-        })
-    }
-
-    /// Runs `subscribe` (an SSE subscription) under the topic's lock with what `replay` asks
-    /// of its history, so that it misses nothing published meanwhile.
-    #[cfg(feature = "sse")]
-    pub(crate) fn replay_to<R>(
-        self: &Arc<Self>,
-        topic: &str,
-        replay: &Replay,
-        subscribe: impl FnOnce(Recovered<'_>, Option<StreamEnd>) -> R,
-    ) -> R {
-        let history = self.settings.features(topic).history;
-        let Some(limits) = history.filter(|_| self.store.is_none()) else {
-            // No history here (or it is a store's, which SSE does not read back yet): a
-            // stream that asked to resume is told it was not.
-            let complete =
-                (history.is_some() && matches!(replay, Replay::Since(_))).then_some(false);
-            return subscribe(
-                Recovered {
-                    complete,
-                    publications: Vec::new(),
-                },
-                None,
-            );
-        };
-        self.with_topic(topic, |name, inner| {
-            // Counted while the stream lasts: the topic (and its epoch) stays while it does.
-            inner.sse_streams += 1;
-            let state = Arc::downgrade(self);
-            let name = name.clone();
-            let end: StreamEnd = Box::new(move || {
-                if let Some(state) = state.upgrade() {
-                    state.with_existing(&name, |inner| {
-                        inner.sse_streams = inner.sse_streams.saturating_sub(1);
-                        state.remove_if_idle(&name, inner);
-                    });
-                }
-            });
-            let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
-            let recovery = stream.replay(replay, self.settings.max_recover, Instant::now());
-            let publications = recovery
-                .publications
-                .iter()
-                .map(|entry| {
-                    let position = StreamPosition {
-                        epoch: stream.epoch.clone(),
-                        offset: entry.offset,
-                    };
-                    (position, entry.data.get())
-                })
-                .collect();
-            subscribe(
-                Recovered {
-                    complete: recovery.recovered,
-                    publications,
-                },
-                Some(end),
-            )
         })
     }
 
