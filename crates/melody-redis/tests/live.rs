@@ -34,6 +34,7 @@ struct Node {
     _melody: Melody,
     addr: SocketAddr,
     live: LiveHub,
+    driver: RedisDriver,
 }
 
 async fn node(redis: &Redis, options: &RedisOptions) -> Node {
@@ -43,7 +44,7 @@ async fn node(redis: &Redis, options: &RedisOptions) -> Node {
     let driver = RedisDriver::connect(redis.url(), options.clone())
         .await
         .expect("connect the driver");
-    Cluster::attach(&melody, driver).expect("one cluster per hub");
+    Cluster::attach(&melody, driver.clone()).expect("one cluster per hub");
     let store = RedisHistory::connect(redis.url(), options.clone())
         .await
         .expect("connect the history store");
@@ -51,6 +52,7 @@ async fn node(redis: &Redis, options: &RedisOptions) -> Node {
         Live::new()
             .presence("room:*")
             .history("room:*", History::new().size(10_000))
+            .presence_watch(Duration::from_millis(100))
             .store(store),
     );
     let live = LiveHub::of(&melody).unwrap();
@@ -59,12 +61,17 @@ async fn node(redis: &Redis, options: &RedisOptions) -> Node {
         _melody: melody,
         addr,
         live,
+        driver,
     }
 }
 
 async fn two_nodes() -> Option<(Redis, RedisOptions, Node, Node)> {
     let redis = harness::redis().await?;
-    let options = RedisOptions::default().namespace(harness::namespace());
+    // A short presence bound, for the crashed-node test.
+    let options = RedisOptions::default()
+        .namespace(harness::namespace())
+        .heartbeat(Duration::from_millis(100))
+        .presence_ttl(Duration::from_millis(500));
     let a = node(&redis, &options).await;
     let b = node(&redis, &options).await;
     Some((redis, options, a, b))
@@ -240,4 +247,51 @@ async fn presence_events_reach_members_on_the_other_node() {
     assert_eq!(on_a.next_of("join").await["member"]["id"], b_id);
     drop(on_b);
     assert_eq!(on_a.next_of("leave").await["member"]["id"], b_id);
+}
+
+/// A node that vanishes without its members leaving (its cluster stops: no more presence, no
+/// more frames) has its members announced gone to the other nodes' members, once.
+#[tokio::test]
+async fn the_members_of_a_node_that_vanished_leave() {
+    let Some((_redis, _, a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut on_a = LiveClient::connect(a.addr).await;
+    on_a.subscribe(json!({"topic": "room:crash"})).await;
+    let mut on_b = LiveClient::connect(b.addr).await;
+    let reply = on_b.subscribe(json!({"topic": "room:crash"})).await;
+    let b_id = reply["members"][0]["id"].clone();
+    assert_eq!(on_a.next_of("join").await["member"]["id"], b_id);
+    // Seen in the cluster's presence by node a before it vanishes.
+    let cluster_a = Cluster::of(&a._melody).unwrap();
+    eventually_async(|| async {
+        cluster_a
+            .members("room:crash")
+            .await
+            .is_ok_and(|ids| ids.len() == 2)
+    })
+    .await;
+    b.driver.stop();
+    let left = on_a.next_of("leave").await;
+    assert_eq!(left["member"]["id"], b_id);
+    assert_eq!(left["topic"], "room:crash");
+    // Its client is still connected to node b: it was the node that went.
+    assert_silent(&mut on_a.ws, Duration::from_millis(1500)).await;
+    drop(on_b);
+}
+
+/// Polls an async condition until it holds (bounded by WAIT).
+async fn eventually_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        while !condition().await {
+            tick.tick().await;
+        }
+    })
+    .await
+    .expect("condition not met in time");
 }

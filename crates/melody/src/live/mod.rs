@@ -50,7 +50,10 @@
 //!   store, when its stream expired (no publication for its ttl). Either way a returning client
 //!   learns that its history is gone.
 //! - **Presence** events are at most once. A member leaves when it unsubscribes or
-//!   disconnects, for whatever reason.
+//!   disconnects, for whatever reason; with a cluster, the members of a node that vanished
+//!   without their sessions disconnecting (a crash, a network split) leave for the other nodes
+//!   within the driver's presence bound plus two [`Live::presence_watch`] periods (Redis
+//!   defaults: about 5 s), their `leave` without `info`.
 //! - **Several nodes.** Without a store, histories and offsets are each node's own (use
 //!   history only where each topic is published on one node). With a [`HistoryStore`] shared
 //!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`), each topic has one
@@ -72,6 +75,7 @@
 //! difference in CPU per delivery with history on or off (docs/PERFORMANCE_NOTES.md).
 
 mod history;
+mod nodes;
 mod routes;
 mod rules;
 #[cfg(feature = "sse")]
@@ -108,6 +112,8 @@ pub struct Live {
     settings: Settings,
     store: Option<Arc<dyn HistoryStore>>,
     router: Router,
+    /// How often the cluster's presence is read for nodes that vanished.
+    presence_watch: std::time::Duration,
 }
 
 impl Default for Live {
@@ -119,6 +125,7 @@ impl Default for Live {
             },
             store: None,
             router: Router::new(),
+            presence_watch: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -219,6 +226,15 @@ impl Live {
         self
     }
 
+    /// How often, with a cluster, each node reads the cluster's presence to find nodes that
+    /// vanished without their members leaving (a crash, a network split): their members'
+    /// `leave` events (without `info`) then reach this node's members of the topic, within
+    /// the driver's presence bound plus two of these. Default 1 s.
+    pub fn presence_watch(mut self, every: std::time::Duration) -> Self {
+        self.presence_watch = every.max(std::time::Duration::from_millis(10));
+        self
+    }
+
     /// The application's router: the live protocol's requests (`subscribe`, `unsubscribe`,
     /// `presence`) are added to it, replacing routes of those types, and it is plugged in with
     /// the live topics. Plug the router this way, not on its own.
@@ -242,6 +258,20 @@ impl Plugin for Live {
         melody
             .plugins()
             .on_disconnect(move |session| leaving.disconnected(session));
+        let presence = state.settings.rules.iter().any(|rule| rule.presence);
+        if let (true, Ok(runtime)) = (presence, tokio::runtime::Handle::try_current()) {
+            let watch = Arc::new(nodes::Watch::default());
+            melody.plugins().add_sink(nodes::LeavesSeen {
+                watch: watch.clone(),
+                state: Arc::downgrade(&state),
+            });
+            runtime.spawn(nodes::watch(
+                melody.plugins().downgrade(),
+                Arc::downgrade(&state),
+                watch,
+                self.presence_watch,
+            ));
+        }
         melody.plug(routes::add(self.router, &state));
     }
 }

@@ -256,7 +256,7 @@ impl LiveState {
             }
             if let (Some(member), true) = (&member, new_member) {
                 let event = wire::presence_event("join", name, member);
-                announce(&session.melody(), name, Some(session.id()), event);
+                announce(&session.melody(), name, Some(session.id()), event, false);
             }
             Ok((name.clone(), new_member))
         });
@@ -379,6 +379,7 @@ impl LiveState {
                 topic,
                 None,
                 wire::presence_event("leave", topic, member),
+                false,
             );
         }
         self.remove_if_idle(topic, inner);
@@ -458,17 +459,22 @@ impl LiveState {
     }
 }
 
-/// Sends a presence event to the topic's sessions (all nodes), never to its SSE streams
-/// (members are for the topic's subscribers, not for anonymous streams).
+/// Sends a presence event to the topic's sessions (of every node, or this one's only when
+/// `local`), never to its SSE streams (members are for the topic's subscribers, not for
+/// anonymous streams).
 pub(super) fn announce(
     melody: &Melody,
     topic: &str,
     except: Option<SessionId>,
     event: crate::Message,
+    local: bool,
 ) {
     let mut to = melody.topic(topic);
     if let Some(except) = except {
         to = to.except(except);
+    }
+    if local {
+        to = to.local();
     }
     #[cfg(feature = "sse")]
     let _ = to.send_with(event, &crate::sse::NotForSse);

@@ -219,7 +219,7 @@ impl LiveState {
             }
             if let (Some(member), true) = (&member, new_member) {
                 let event = wire::presence_event("join", name, member);
-                super::state::announce(&session.melody(), name, Some(id), event);
+                super::state::announce(&session.melody(), name, Some(id), event, false);
             }
             Ok((name.clone(), new_member))
         });
