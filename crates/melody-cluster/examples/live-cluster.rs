@@ -6,9 +6,9 @@
 //!
 //! ```sh
 //! # terminal 1
-//! ADDR=127.0.0.1:5000 cargo run --release -p melody-cluster --example live
+//! ADDR=127.0.0.1:5000 cargo run --release -p melody-cluster --example live-cluster
 //! # terminal 2
-//! ADDR=127.0.0.1:5001 cargo run --release -p melody-cluster --example live
+//! ADDR=127.0.0.1:5001 cargo run --release -p melody-cluster --example live-cluster
 //! ```
 //!
 //! Open <http://127.0.0.1:5000/> and <http://127.0.0.1:5001/>: both pages are in the same
