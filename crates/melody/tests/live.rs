@@ -147,7 +147,7 @@ async fn a_returning_subscriber_recovers_exactly_what_it_missed() {
         let publication = c.next_of("pub").await;
         assert_eq!(
             publication,
-            json!({"topic": "chat:1", "offset": n, "data": {"n": n}})
+            json!({"topic": "chat:1", "epoch": epoch, "offset": n, "data": {"n": n}})
         );
     }
     // The connection is lost; meanwhile the room goes on.

@@ -48,14 +48,16 @@
 //! - **Epochs.** A topic's stream in memory starts with a fresh epoch when the process starts,
 //!   and when the topic had no subscriber and nothing left in its history (it was let go); in a
 //!   store, when its stream expired (no publication for its ttl). Either way a returning client
-//!   learns that its history is gone.
+//!   learns that its history is gone, and a connected one sees the new epoch on the next
+//!   publication (every publication of a topic with history carries its epoch and offset).
 //! - **Presence** events are at most once. A member leaves when it unsubscribes or
 //!   disconnects, for whatever reason; with a cluster, the members of a node that vanished
 //!   without their sessions disconnecting (a crash, a network split) leave for the other nodes
 //!   within the driver's presence bound plus two [`Live::presence_watch`] periods (Redis
 //!   defaults: about 5 s), their `leave` without `info`.
-//! - **Several nodes.** Without a store, histories and offsets are each node's own (use
-//!   history only where each topic is published on one node). With a [`HistoryStore`] shared
+//! - **Several nodes.** Without a store, histories and offsets are each node's own: a topic
+//!   with history then works only when its publisher and all its subscribers are on one node;
+//!   with several nodes, use a store. With a [`HistoryStore`] shared
 //!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`), each topic has one
 //!   stream and one order, the store's, whichever node publishes; every node gets every
 //!   publication from the store in that order, and a client recovers on any node what was
@@ -329,8 +331,9 @@ impl LiveHub {
         })
     }
 
-    /// Publishes `data` to `topic`'s subscribers as `{"type":"pub","data":{"topic","offset",
-    /// "data"}}`, kept in its history when it has one. Any topic can be published to, open to
+    /// Publishes `data` to `topic`'s subscribers as
+    /// `{"type":"pub","data":{"topic","epoch","offset","data"}}`, kept in its history when it
+    /// has one (without history: no epoch, no offset). Any topic can be published to, open to
     /// clients or not. With a [store](Live::store), a topic with history is published through
     /// the store, which hands it to every node (this one too) in its order: `reached` is then
     /// 0, delivery being the store's.

@@ -417,7 +417,7 @@ impl LiveState {
         self.with_topic(topic, |name, inner| {
             let stream = inner.stream.get_or_insert_with(|| Stream::new(limits));
             let offset = stream.append(data.clone(), Instant::now());
-            let message = wire::publication(name, Some(offset), &data);
+            let message = wire::publication(name, Some(&stream.position()), &data);
             #[cfg(feature = "sse")]
             if melody.plugins().get::<crate::sse::Index>().is_some() {
                 // SSE subscribers get the data alone, with `epoch:offset` as the event id.

@@ -32,7 +32,7 @@ impl LiveState {
         position: StreamPosition,
         data: Arc<RawValue>,
     ) {
-        let message = wire::publication(topic, Some(position.offset), &data);
+        let message = wire::publication(topic, Some(&position), &data);
         let deliver = || {
             #[cfg(feature = "sse")]
             if melody.plugins().get::<crate::sse::Index>().is_some() {

@@ -69,11 +69,18 @@ impl<'a> Publication<'a> {
     }
 }
 
-/// `{"type":"pub","data":{"topic":…,"offset":…,"data":…}}`.
-pub(crate) fn publication(topic: &str, offset: Option<u64>, data: &Arc<RawValue>) -> Message {
+/// `{"type":"pub","data":{"topic":…,"epoch":…,"offset":…,"data":…}}` (epoch and offset on
+/// topics with history: a client sees at once when a stream restarted under it).
+pub(crate) fn publication(
+    topic: &str,
+    position: Option<&StreamPosition>,
+    data: &Arc<RawValue>,
+) -> Message {
     #[derive(Serialize)]
     struct Pub<'a> {
         topic: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         offset: Option<u64>,
         data: &'a RawValue,
@@ -82,7 +89,8 @@ pub(crate) fn publication(topic: &str, offset: Option<u64>, data: &Arc<RawValue>
         "pub",
         &Pub {
             topic,
-            offset,
+            epoch: position.map(|at| at.epoch.as_str()),
+            offset: position.map(|at| at.offset),
             data,
         },
     )
@@ -118,9 +126,15 @@ mod tests {
     fn messages_have_the_documented_shape() {
         let data: Arc<RawValue> =
             Arc::from(RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap());
+        let at = StreamPosition {
+            epoch: "e1".into(),
+            offset: 3,
+        };
         assert_eq!(
-            publication("room", Some(3), &data).as_str(),
-            Some(r#"{"type":"pub","data":{"topic":"room","offset":3,"data":{"text":"hi"}}}"#)
+            publication("room", Some(&at), &data).as_str(),
+            Some(
+                r#"{"type":"pub","data":{"topic":"room","epoch":"e1","offset":3,"data":{"text":"hi"}}}"#
+            )
         );
         assert_eq!(
             publication("room", None, &data).as_str(),
