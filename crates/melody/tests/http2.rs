@@ -616,14 +616,26 @@ fn the_examples_accept_http2_websockets() {
             }
             let mut a = websocket(response).await;
             let mut b = open_at(&mut h2, addr, path).await;
-            a.send(Message::text(format!("hello {name}")))
-                .await
-                .unwrap();
-            assert_eq!(next_text(&mut a).await, format!("hello {name}"), "{name}");
-            if name != "echo" {
-                // The chats send every message to every page.
-                assert_eq!(next_text(&mut b).await, format!("hello {name}"), "{name}");
+            let hello = format!("hello {name}");
+            if name == "echo" {
+                a.send(Message::text(hello.clone())).await.unwrap();
+                assert_eq!(next_text(&mut a).await, hello);
+                return;
             }
+            // The chats send every message to every page. A session is registered just after
+            // its handshake is answered, so `a` says hello until `b` hears one.
+            let heard = timeout(WAIT, async {
+                loop {
+                    a.send(Message::text(hello.clone())).await.unwrap();
+                    if let Ok(text) = timeout(Duration::from_millis(100), next_text(&mut b)).await {
+                        break text;
+                    }
+                }
+            })
+            .await
+            .expect("b never heard a");
+            assert_eq!(heard, hello, "{name}");
+            assert_eq!(next_text(&mut a).await, hello, "{name}");
         });
         drop(server);
     }
