@@ -203,11 +203,7 @@ impl<'a> Plugins<'a> {
     /// Adds a delivery sink: from now on every send is handed to it after the local fan-out.
     pub fn add_sink(&self, sink: impl Sink) {
         let sink: Arc<dyn Sink> = Arc::new(sink);
-        self.table().sinks.rcu(|sinks| {
-            let mut next = Vec::clone(sinks);
-            next.push(sink.clone());
-            next
-        });
+        append(&self.table().sinks, sink);
     }
 
     /// Runs `observer` for every session that disconnects, before the application's
@@ -216,11 +212,7 @@ impl<'a> Plugins<'a> {
     /// [`Session::topics`] still says which topics it was in.
     pub fn on_disconnect(&self, observer: impl Fn(&Session) + Send + Sync + 'static) {
         let observer: SessionFn = Arc::new(observer);
-        self.table().disconnect.rcu(|observers| {
-            let mut next = Vec::clone(observers);
-            next.push(observer.clone());
-            next
-        });
+        append(&self.table().disconnect, observer);
     }
 
     /// Keeps a plug-in's state on the hub, one value per type; returns the previous one.
@@ -311,6 +303,15 @@ impl fmt::Debug for Plugins<'_> {
             .field("sinks", &self.table().sinks.load().len())
             .finish_non_exhaustive()
     }
+}
+
+/// Adds `item` to a copy-on-write list: readers keep the list they loaded.
+fn append<T: Clone>(list: &ArcSwap<Vec<T>>, item: T) {
+    list.rcu(|items| {
+        let mut next = Vec::clone(items);
+        next.push(item.clone());
+        next
+    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -355,7 +355,9 @@ impl LiveHub {
             if self.melody.is_closed() {
                 return Err(PublishError::Closed(Closed));
             }
-            let position = LiveState::publish_stored(store, topic, &raw, history)
+            // The store's feed delivers it, here as on every node.
+            let position = store
+                .append(topic, &raw, history)
                 .await
                 .map_err(|error| PublishError::Store(Arc::from(error)))?;
             return Ok(Published {

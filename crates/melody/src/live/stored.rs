@@ -1,6 +1,6 @@
-//! Live topics whose history is in a [`HistoryStore`] shared by every node: publishing
-//! through the store, delivering what the store feeds this node, and subscribing with a
-//! history read that is in flight while publications keep arriving.
+//! Live topics whose history is in a [`HistoryStore`](super::HistoryStore) shared by every
+//! node (`LiveHub::publish` appends to it): delivering what the store feeds this node, and
+//! subscribing with a history read that is in flight while publications keep arriving.
 //!
 //! The seam, with a store: a subscriber first registers as waiting on its topic (under the
 //! topic's lock), so that whatever the feed delivers from then on is kept for it; then reads the
@@ -17,7 +17,7 @@ use super::{
     history::{Entry, History, Recovery, Replay, StreamPosition, recoverable},
     rules::Features,
     state::{LiveState, SubscribeError, Subscription, Waiting, members_of},
-    store::{HistoryStore, ReadFrom, StreamRead},
+    store::{ReadFrom, StreamRead},
     wire::{self, Member},
 };
 use crate::{Melody, Session};
@@ -101,16 +101,6 @@ impl LiveState {
                 let _ = session.join(&*name);
             }
         }
-    }
-
-    /// Appends to the store; the feed delivers it, here as everywhere.
-    pub(crate) async fn publish_stored(
-        store: &Arc<dyn HistoryStore>,
-        topic: &str,
-        data: &RawValue,
-        history: History,
-    ) -> Result<StreamPosition, super::store::StoreError> {
-        store.append(topic, data, history).await
     }
 
     /// Subscribes `session` to a topic whose history is in `store` (see the module docs for
