@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Listens on `ADDR` (default `127.0.0.1:5000`). The page asks for a name and sends it as
-//! `?name=` (1 to 32 letters, digits, `_`, `-` or `.`; anything else gets 401). Rooms are the
+//! `?name=` (1 to 32 letters, digits, `_`, `-` or `.`; anything else is refused with close code
+//! 4401; the name `expired` is refused as an expired credential, `token expired`). Rooms are the
 //! topics `room:<anything>`; `say` publishes to a room the sender is in. For
 //! `melody-bench live`: `HISTORY=0` turns history off, `MESSAGE_RATE=0` lifts the per-client
 //! message rate limit (20 a second).
@@ -43,7 +44,9 @@ async fn main() -> std::io::Result<()> {
     let melody = Melody::with_config(
         Config::default()
             .message_rate_limit(rate, rate.saturating_mul(2))
-            .max_message_size(16 * 1024),
+            .max_message_size(16 * 1024)
+            // A refused name is a close code the page can read (4401), not an opaque failure.
+            .close_on_auth_refusal(true),
     );
     melody.on_auth(|request| {
         let name = request
@@ -58,6 +61,11 @@ async fn main() -> std::io::Result<()> {
             let name = name.ok_or_else(|| {
                 AuthRejection::unauthorized("a name of 1 to 32 letters, digits, _ - . is needed")
             })?;
+            // Stands for a credential that has expired: a client fetches a fresh one and
+            // reconnects (docs/PROTOCOL.md, "Reconnecting").
+            if name == "expired" {
+                return Err(AuthRejection::unauthorized("token expired"));
+            }
             Ok(Keys::new().with("name", name))
         }
     });

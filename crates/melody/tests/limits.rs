@@ -50,6 +50,62 @@ async fn auth_accepts_with_values_and_refuses_with_a_status_and_no_session() {
 }
 
 #[tokio::test]
+async fn auth_refusals_can_be_told_in_a_close_frame_a_browser_can_read() {
+    // A hub that tells refusals after the upgrade, with one slot.
+    let melody = {
+        let config = Config::default()
+            .close_on_auth_refusal(true)
+            .max_connections(1);
+        let told = Melody::with_config(config);
+        told.on_auth(|req| {
+            let query = req.uri.query().unwrap_or_default().to_owned();
+            async move {
+                match query.as_str() {
+                    "token=good" => Ok(Keys::new()),
+                    "token=banned" => Err(AuthRejection::new(StatusCode::FORBIDDEN, "banned")),
+                    _ => Err(AuthRejection::unauthorized("x".repeat(300))),
+                }
+            }
+        });
+        told
+    };
+    let (events, mut log) = events();
+    let on_connect = events.clone();
+    melody.on_connect(move |_| on_connect.push("connected"));
+    let addr = spawn_app(&melody).await;
+
+    let (mut banned, head) = Raw::connect_to(addr, "/ws?token=banned", "").await;
+    assert!(
+        !head.contains("sec-websocket-extensions"),
+        "nothing negotiated: {head}"
+    );
+    assert_eq!(banned.read_close_code().await, 4403);
+    banned.send_frame(0x88, &4403u16.to_be_bytes()).await;
+    banned.read_to_end().await;
+    // A client that sends before it reads the close is refused alike; the reason is cut to
+    // what a close frame holds; the server closes the connection once it has the client's
+    // close frame.
+    let (mut eager, _) = Raw::connect_to(addr, "/ws?token=bad", "").await;
+    eager.send_frame(0x81, b"hello?").await;
+    let (opcode, payload) = eager.read_frame().await;
+    assert_eq!(opcode, 0x8);
+    assert_eq!(payload[..2], 4401u16.to_be_bytes());
+    assert_eq!(payload[2..], *"x".repeat(123).as_bytes());
+    eager.send_frame(0x88, &4401u16.to_be_bytes()).await;
+    eager.read_to_end().await;
+
+    assert_eq!(
+        melody.stats().connects,
+        0,
+        "no session for a refused client"
+    );
+    assert_eq!(melody.stats().rejections.auth, 2);
+    // The refusals gave their slot back.
+    let _client = connect_with(addr, "/ws?token=good", &[]).await;
+    assert_eq!(log.next().await, "connected");
+}
+
+#[tokio::test]
 async fn auth_runs_before_a_connection_slot_is_taken() {
     // With one slot, refused requests must not use it.
     let limited = Melody::with_config(Config::default().max_connections(1));

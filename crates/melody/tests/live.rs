@@ -81,6 +81,14 @@ async fn only_open_topics_can_be_subscribed_and_bad_requests_are_answered() {
     assert_eq!(answer["data"]["reason"], "forbidden");
     let answer = c.request("unsubscribe", json!({"topic": "room:b"})).await;
     assert_eq!(answer["data"], json!({"topic": "room:b", "left": false}));
+    // The client's heartbeat, with or without data.
+    for data in [json!(null), json!({"t": 1})] {
+        let answer = c.request("ping", data).await;
+        assert_eq!(
+            (&answer["type"], &answer["data"]),
+            (&json!("reply"), &json!(null))
+        );
+    }
 }
 
 #[tokio::test]

@@ -73,6 +73,14 @@ pub struct Config {
     /// an upgrade still waiting after that is refused with 503 (a hook waiting on a database
     /// that is down must not hold every arriving connection). Default 10 s.
     pub auth_timeout: Duration,
+    /// Whether a refusal of the auth hook is told after the upgrade instead of before it: the
+    /// handshake is accepted and the connection closed at once with close code 4000 + the
+    /// refusal's status (4401, 4403, …) and its message as the close reason (at most 123
+    /// bytes). A browser cannot read the status of a refused handshake (its `WebSocket` only
+    /// reports 1006, as for a network failure), so without this a client cannot tell "refused,
+    /// do not retry" from "unreachable, retry"; with it, it can. No session is created and no
+    /// handler runs. Default `false`: the refusal is the HTTP response.
+    pub close_on_auth_refusal: bool,
     /// Most data messages a session may send per second, on average. A session that goes over
     /// its burst is closed with 1008 "message rate limit exceeded". Default 0: no limit.
     pub message_rate_limit: u32,
@@ -124,6 +132,7 @@ impl Default for Config {
             check_origin: CheckOrigin::SameOrigin,
             max_connections: 0,
             auth_timeout: Duration::from_secs(10),
+            close_on_auth_refusal: false,
             message_rate_limit: 0,
             message_burst: 0,
             frame_rate_limit: 10_000,
@@ -213,6 +222,19 @@ impl Config {
     #[must_use]
     pub fn auth_timeout(mut self, wait: Duration) -> Self {
         self.auth_timeout = wait;
+        self
+    }
+
+    /// Sets [`Config::close_on_auth_refusal`].
+    ///
+    /// ```
+    /// // A browser client sees `4401` and the message instead of an opaque 1006.
+    /// let config = melody::Config::default().close_on_auth_refusal(true);
+    /// assert!(config.close_on_auth_refusal);
+    /// ```
+    #[must_use]
+    pub fn close_on_auth_refusal(mut self, close: bool) -> Self {
+        self.close_on_auth_refusal = close;
         self
     }
 

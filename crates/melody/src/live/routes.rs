@@ -1,4 +1,4 @@
-//! The protocol's requests on the router: `subscribe`, `unsubscribe`, `presence`.
+//! The protocol's requests on the router: `subscribe`, `unsubscribe`, `presence`, `ping`.
 
 use std::sync::Arc;
 
@@ -38,6 +38,9 @@ pub(crate) fn add(router: Router, state: &Arc<LiveState>) -> Router {
                 Ok(serde_json::json!({ "topic": request.topic, "members": members }))
             }
         })
+        // A client's heartbeat: browsers cannot see WebSocket pings, so a client proves the
+        // connection alive by asking this and getting the reply.
+        .on_request("ping", |_, _: serde::de::IgnoredAny| async { Ok(()) })
 }
 
 fn forbidden() -> BoxError {

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, header, request::Parts};
 use hyper::upgrade::OnUpgrade;
 
 mod check;
+mod refusal;
 
 use self::check::check_request;
 use super::connection;
@@ -62,7 +63,7 @@ pub(crate) async fn upgrade(
     if hub.is_closed() {
         return Err(UpgradeRejection::Closed);
     }
-    keys.extend(hub.authorize(&parts).await?);
+    let authorized = hub.authorize(&parts).await;
     let Some(slot) = Slot::acquire(hub) else {
         hub.counters.rejected(Reason::MaxConnections);
         return Err(UpgradeRejection::TooManyConnections);
@@ -71,6 +72,15 @@ pub(crate) async fn upgrade(
         .extensions
         .remove::<OnUpgrade>()
         .ok_or(UpgradeRejection::NotUpgradable)?;
+    match authorized {
+        Ok(granted) => keys.extend(granted),
+        Err(UpgradeRejection::Auth(rejection)) if hub.config.close_on_auth_refusal => {
+            refusal::close_after_upgrade(hub, on_upgrade, slot, &rejection);
+            // Told in the close frame: the handshake itself succeeds, with nothing negotiated.
+            return Ok(handshake.accept());
+        }
+        Err(refused) => return Err(refused),
+    }
     let addrs = (
         remote_addr(&parts),
         parts.extensions.get::<LocalAddr>().map(|a| a.0),

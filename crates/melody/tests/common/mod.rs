@@ -263,11 +263,15 @@ impl Raw {
     /// Connects with extra request header lines (each ending in `\r\n`); returns the
     /// response head too.
     pub async fn connect_with(addr: SocketAddr, extra: &str) -> (Self, String) {
+        Self::connect_to(addr, "/ws", extra).await
+    }
+
+    /// Connects to `path` (e.g. `/ws?token=x`) with extra request header lines; returns the
+    /// response head too.
+    pub async fn connect_to(addr: SocketAddr, path: &str, extra: &str) -> (Self, String) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(upgrade_request(extra).as_bytes())
-            .await
-            .unwrap();
+        let request = upgrade_request(extra).replacen("GET /ws ", &format!("GET {path} "), 1);
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Self {
             stream,
             buffer: Vec::new(),
@@ -351,6 +355,16 @@ impl Raw {
         })
         .await
         .expect("no frame in time")
+    }
+
+    /// Reads until the server closes the connection; what it sends meanwhile is dropped.
+    pub async fn read_to_end(&mut self) {
+        timeout(WAIT, async {
+            let mut chunk = [0u8; 4096];
+            while self.stream.read(&mut chunk).await.unwrap_or(0) > 0 {}
+        })
+        .await
+        .expect("the server did not close the connection");
     }
 
     /// Reads server frames until a close frame; returns its code (1005 if it had none).
