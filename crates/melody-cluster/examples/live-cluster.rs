@@ -1,6 +1,7 @@
-//! The `live` rooms example as a cluster: several processes sharing one Redis, with each
-//! room's history in Redis (`RedisHistory`) and presence events across nodes. A page that loses
-//! its connection to one node and comes back on another recovers what it missed.
+//! The `live` rooms example as a cluster: several processes sharing one Redis or one NATS, with
+//! each room's history in the broker (`RedisHistory`, or `NatsHistory` on JetStream) and
+//! presence events across nodes. A page that loses its connection to one node and comes back on
+//! another recovers what it missed.
 //!
 //! Two nodes on one machine, with a local Redis (`redis-server` on its default port 6379):
 //!
@@ -13,9 +14,9 @@
 //!
 //! Open <http://127.0.0.1:5000/> and <http://127.0.0.1:5001/>: both pages are in the same
 //! rooms, see each other join and leave, and share each room's last messages. `REDIS_URL` names
-//! another Redis; `MESSAGE_RATE=0` lifts the per-client rate limit (20 a second) for
-//! `melody-bench live`. (Histories shared over NATS are not available yet; `cluster` runs the plain
-//! chat over NATS.)
+//! another Redis; `NATS_URL` (e.g. `nats://127.0.0.1:4222`, a `nats-server -js`) makes the
+//! nodes share NATS instead, with the histories in JetStream. `MESSAGE_RATE=0` lifts the
+//! per-client rate limit (20 a second) for `melody-bench live`.
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use melody::{
     live::{History, Live, LiveHub},
     router::{self, Reject},
 };
+use melody_nats::{NatsDriver, NatsHistory, NatsOptions};
 use melody_redis::{RedisDriver, RedisHistory, RedisOptions};
 use serde_json::json;
 
@@ -36,7 +38,10 @@ const MAX_TEXT: usize = 1000;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let nats = std::env::var("NATS_URL").ok();
+    let url = nats.clone().unwrap_or_else(|| {
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+    });
     // 20 messages a second per client, bursts of 40; `MESSAGE_RATE=0` lifts the limit (for
     // `melody-bench live`).
     let rate = std::env::var("MESSAGE_RATE")
@@ -68,11 +73,20 @@ async fn main() -> Result<(), BoxError> {
         }
     });
     // Presence events travel as topic sends: the cluster carries them to the other nodes.
-    Cluster::attach(
-        &melody,
-        RedisDriver::connect(&url, RedisOptions::default()).await?,
-    )?;
-    let store = RedisHistory::connect(&url, RedisOptions::default()).await?;
+    let live = Live::new();
+    let live = if nats.is_some() {
+        Cluster::attach(
+            &melody,
+            NatsDriver::connect(&url, NatsOptions::default()).await?,
+        )?;
+        live.store(NatsHistory::connect(&url, NatsOptions::default()).await?)
+    } else {
+        Cluster::attach(
+            &melody,
+            RedisDriver::connect(&url, RedisOptions::default()).await?,
+        )?;
+        live.store(RedisHistory::connect(&url, RedisOptions::default()).await?)
+    };
     // `{"type":"say","id":…,"data":{"room":…,"text":…}}`, as the page sends it.
     let say =
         router::Router::new().on_request("say", |session, say: serde_json::Value| async move {
@@ -93,14 +107,12 @@ async fn main() -> Result<(), BoxError> {
             Ok(json!({ "offset": published.offset }))
         });
     melody.plug(
-        Live::new()
-            .presence("room:*")
+        live.presence("room:*")
             .history(
                 "room:*",
                 History::new().size(200).ttl(Duration::from_secs(30 * 60)),
             )
             .info(|session| json!({ "name": session.get::<String>("name") }))
-            .store(store)
             .router(say),
     );
     let app = Router::new()
@@ -112,8 +124,9 @@ async fn main() -> Result<(), BoxError> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "live: open http://{}/ (redis at {url})",
-        listener.local_addr()?
+        "live: open http://{}/ ({} at {url})",
+        listener.local_addr()?,
+        if nats.is_some() { "nats" } else { "redis" }
     );
     melody::serve(listener, app).await?;
     Ok(())

@@ -56,4 +56,9 @@ pub enum Error {
     /// An event reported by the client or the server (a slow consumer, a server error).
     #[error("NATS: {0}")]
     Event(String),
+    /// JetStream refused what the history store asked for (JetStream not enabled on the
+    /// server, or the stream cannot be created or updated).
+    #[cfg(feature = "live")]
+    #[error("NATS JetStream: {0}")]
+    JetStream(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

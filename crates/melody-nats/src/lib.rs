@@ -53,6 +53,13 @@
 //! subscription): a topic send followed by a send to everyone arrives in that order on every
 //! node. The connection is made with `no_echo`, so a node never receives its own frames.
 //!
+//! # Live topics' histories
+//!
+//! With the feature `live`, [`NatsHistory`] keeps the histories of `melody::live` topics in a
+//! JetStream stream for every node: one order per topic whichever node publishes, every node
+//! fed in that order (and resumed where it stopped after an outage), recovery on any node. Its
+//! subjects and guarantees are in the [`history`] module.
+//!
 //! # Delivery guarantees
 //!
 //! - **At most once.** NATS core pub/sub has no persistence and no acknowledgements: a frame
@@ -134,6 +141,8 @@
 
 mod driver;
 mod error;
+#[cfg(feature = "live")]
+pub mod history;
 mod options;
 mod presence;
 mod stats;
@@ -142,6 +151,8 @@ mod tasks;
 
 pub use driver::NatsDriver;
 pub use error::Error;
+#[cfg(feature = "live")]
+pub use history::NatsHistory;
 pub use options::NatsOptions;
 pub use stats::NatsStats;
 pub use subjects::encode_topic;

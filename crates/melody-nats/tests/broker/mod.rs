@@ -62,8 +62,12 @@ impl Broker {
     pub async fn start(&mut self) {
         let (port, child) = self.owned.as_mut().expect("an external broker");
         assert!(child.is_none(), "already running");
+        // JetStream on, for the history store, with its own directory (kept across a restart
+        // on the same port, as a real server's disk would be).
+        let store = store_dir(*port);
         let mut process = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,11 +102,19 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        if let Some((_, Some(process))) = self.owned.as_mut() {
-            let _ = process.kill();
-            let _ = process.wait();
+        if let Some((port, child)) = self.owned.as_mut() {
+            if let Some(process) = child.as_mut() {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+            let _ = std::fs::remove_dir_all(store_dir(*port));
         }
     }
+}
+
+/// Where the server on `port` keeps its JetStream data.
+fn store_dir(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("melody-nats-test-{port}"))
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {

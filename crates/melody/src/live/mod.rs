@@ -58,7 +58,8 @@
 //! - **Several nodes.** Without a store, histories and offsets are each node's own: a topic
 //!   with history then works only when its publisher and all its subscribers are on one node;
 //!   with several nodes, use a store. With a [`HistoryStore`] shared
-//!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`), each topic has one
+//!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`, NATS JetStream:
+//!   `melody_nats::NatsHistory`), each topic has one
 //!   stream and one order, the store's, whichever node publishes; every node gets every
 //!   publication from the store in that order, and a client recovers on any node what was
 //!   published on any node, with the same seam (the subscriber joins the topic's deliveries
@@ -102,7 +103,7 @@ use self::{
     state::LiveState,
 };
 use crate::{
-    Closed, Melody, Session,
+    Closed, Melody, Session, SessionId,
     plugin::Plugin,
     router::{EncodeError, Router},
 };
@@ -220,7 +221,7 @@ impl Live {
     }
 
     /// Keeps the histories in `store`, shared by every node of a cluster (e.g.
-    /// `melody_redis::RedisHistory`), instead of this node's memory: one order per topic (the
+    /// `melody_redis::RedisHistory`, `melody_nats::NatsHistory`), instead of this node's memory: one order per topic (the
     /// store's), whichever node publishes, and a subscriber recovers on any node what was
     /// published on any node.
     pub fn store(mut self, store: impl HistoryStore) -> Self {
@@ -262,7 +263,7 @@ impl Plugin for Live {
             .on_disconnect(move |session| leaving.disconnected(session));
         let presence = state.settings.rules.iter().any(|rule| rule.presence);
         if let (true, Ok(runtime)) = (presence, tokio::runtime::Handle::try_current()) {
-            let watch = Arc::new(nodes::Watch::default());
+            let watch = state.watch.clone();
             melody.plugins().add_sink(nodes::LeavesSeen {
                 watch: watch.clone(),
                 state: Arc::downgrade(&state),
@@ -401,6 +402,19 @@ impl LiveHub {
     #[must_use]
     pub fn members(&self, topic: &str) -> Vec<Member> {
         self.state.members(topic)
+    }
+
+    /// The members of a topic with presence on every node of the cluster: this node's, and
+    /// those the other nodes had at the last presence watch ([`Live::presence_watch`]), less
+    /// those whose `leave` arrived since. Ids only (each node knows its own members' info; the
+    /// others' came in their `join` events). Without a cluster, this node's.
+    #[must_use]
+    pub fn cluster_members(&self, topic: &str) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = self.members(topic).iter().map(|m| m.id).collect();
+        ids.extend(self.state.watch.members(topic));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Where a topic with history stands: its epoch and last offset (`None` before anything

@@ -36,6 +36,18 @@ pub(crate) struct Watch {
     vanished: Mutex<HashSet<NodeId>>,
 }
 
+impl Watch {
+    /// The other nodes' members of `topic`, as last seen.
+    pub(crate) fn members(&self, topic: &str) -> Vec<SessionId> {
+        lock(&self.remote)
+            .values()
+            .filter_map(|topics| topics.get(topic))
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
 /// Strikes off the members whose `leave` came from another node.
 pub(crate) struct LeavesSeen {
     pub(crate) watch: Arc<Watch>,

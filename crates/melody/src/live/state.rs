@@ -35,6 +35,8 @@ pub(crate) struct LiveState {
     /// The topics with state each session subscribed to, for its disconnect (its own list of
     /// topics may have lost one that the application left through `Session::leave`).
     by_session: Mutex<HashMap<SessionId, std::collections::HashSet<Arc<str>>>>,
+    /// The other nodes' members of presence topics, as the presence watch last saw them.
+    pub(crate) watch: Arc<super::nodes::Watch>,
 }
 
 struct Topics {
@@ -109,6 +111,7 @@ impl LiveState {
             store,
             next_marker: std::sync::atomic::AtomicU64::new(1),
             by_session: Mutex::default(),
+            watch: Arc::default(),
             topics: Mutex::new(Topics {
                 by_name: HashMap::new(),
                 swept: Instant::now(),
