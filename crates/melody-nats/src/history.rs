@@ -23,6 +23,7 @@
 //! history any node asks for and never shrink; smaller histories are cut at read time.
 
 use std::{
+    collections::HashMap,
     fmt,
     sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
@@ -95,6 +96,10 @@ struct Inner {
     markers: String,
     /// The stream's last sequence when connected: the feed starts after it.
     connected_at: u64,
+    /// Each topic's last message as this node last saw it (its appends and its feed), so that
+    /// an append usually takes one round trip: JetStream refuses one made on a stale tail,
+    /// which is then read afresh.
+    tails: Mutex<HashMap<String, Tail>>,
     /// The stream's limits as this store last saw them: (messages per topic, age).
     limits: Mutex<(i64, Duration)>,
     runtime: Handle,
@@ -107,6 +112,18 @@ impl Drop for Inner {
             task.abort();
         }
     }
+}
+
+/// Most topics whose tail is remembered; past it, the memory starts afresh.
+const MAX_TAILS: usize = 10_000;
+
+/// What an append needs of a topic's last message.
+#[derive(Clone, Debug)]
+struct Tail {
+    sequence: u64,
+    epoch: String,
+    offset: u64,
+    time: OffsetDateTime,
 }
 
 /// A topic's message as the stream keeps it.
@@ -173,6 +190,7 @@ impl NatsHistory {
                 markers: format!("{root}.m.{:016x}", rand_u64()),
                 root,
                 connected_at,
+                tails: Mutex::default(),
                 limits: Mutex::new(limits),
                 runtime,
                 task: Mutex::new(None),
@@ -220,6 +238,19 @@ impl NatsHistory {
         }
     }
 
+    /// The topic's last message for an append: remembered, or read.
+    async fn tail(&self, subject: &str) -> Result<Option<Tail>, StoreError> {
+        if let Some(tail) = lock(&self.inner.tails).get(subject) {
+            return Ok(Some(tail.clone()));
+        }
+        Ok(self.last(subject).await?.map(|last| Tail {
+            sequence: last.sequence,
+            epoch: last.epoch,
+            offset: last.offset,
+            time: last.time,
+        }))
+    }
+
     /// Appends a message to `subject` after the one at `prev` (0: none); `false` when another
     /// node appended first.
     async fn put(
@@ -245,8 +276,20 @@ impl NatsHistory {
                 .await
         };
         match acked.await {
-            Ok(_) => Ok(true),
-            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Ok(ack) => {
+                let tail = Tail {
+                    sequence: ack.sequence,
+                    epoch: position.epoch.clone(),
+                    offset: position.offset,
+                    time: OffsetDateTime::now_utc(),
+                };
+                remember(&self.inner, subject, tail);
+                Ok(true)
+            }
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                lock(&self.inner.tails).remove(subject);
+                Ok(false)
+            }
             Err(error) => Err(error.into()),
         }
     }
@@ -326,7 +369,7 @@ impl HistoryStore for NatsHistory {
             let payload = Bytes::copy_from_slice(data.get().as_bytes());
             for _ in 0..MAX_ATTEMPTS {
                 let cutoff = OffsetDateTime::now_utc() - history.ttl;
-                let (position, prev) = match self.last(&subject).await? {
+                let (position, prev) = match self.tail(&subject).await? {
                     Some(last) if last.time >= cutoff => (
                         StreamPosition {
                             epoch: last.epoch,
@@ -506,17 +549,42 @@ fn hand_over(inner: &Inner, feed: &Feed, message: &jetstream::Message) -> Result
     };
     let headers = message.headers.as_ref().ok_or("no headers")?;
     let offset: u64 = header(headers, OFFSET)?.parse()?;
+    let epoch = header(headers, EPOCH)?;
+    if let Ok(info) = message.info() {
+        let tail = Tail {
+            sequence: info.stream_sequence,
+            epoch: epoch.to_owned(),
+            offset,
+            time: info.published,
+        };
+        remember(inner, subject, tail);
+    }
     if offset == 0 {
         // An epoch's start, not a publication.
         return Ok(());
     }
     let position = StreamPosition {
-        epoch: header(headers, EPOCH)?.to_owned(),
+        epoch: epoch.to_owned(),
         offset,
     };
     let data = RawValue::from_string(into_string(message.payload.clone())?)?;
     feed.publication(&decode_topic(encoded)?, position, Arc::from(data));
     Ok(())
+}
+
+/// Remembers `tail` as the topic's last message, unless a later one is known.
+fn remember(inner: &Inner, subject: &str, tail: Tail) {
+    let mut tails = lock(&inner.tails);
+    if let Some(known) = tails.get_mut(subject) {
+        if known.sequence < tail.sequence {
+            *known = tail;
+        }
+        return;
+    }
+    if tails.len() >= MAX_TAILS {
+        tails.clear();
+    }
+    tails.insert(subject.to_owned(), tail);
 }
 
 fn kept(message: jetstream::message::StreamMessage) -> Result<Kept, StoreError> {
