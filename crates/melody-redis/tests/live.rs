@@ -7,6 +7,8 @@ mod common;
 mod harness;
 #[path = "../../melody/tests/common/live_client.rs"]
 mod live_client;
+#[path = "../../melody/tests/common/sse_client.rs"]
+mod sse_client;
 #[path = "../../melody/tests/live_stores/mod.rs"]
 #[macro_use]
 mod live_stores;

@@ -2,17 +2,23 @@
 //! as events whose id is `epoch:offset`, and a reconnecting `EventSource` resumed from its
 //! `Last-Event-ID`.
 
-use std::{collections::VecDeque, future::Future, sync::Arc, time::Instant};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
+};
 
 use bytes::Bytes;
 use http::Request;
 
 use super::{
     LiveHub, MAX_TOPIC_LEN,
-    history::{Replay, Stream, StreamPosition},
+    history::{History, Replay, Stream, StreamPosition, recoverable},
     state::LiveState,
+    store::{HistoryStore, ReadFrom, StreamRead},
 };
-use crate::sse::{Event, Sse, SseResponse, TopicResolver};
+use crate::sse::{Event, Past, PendingPast, Sse, SseResponse, TopicResolver};
 
 /// The SSE event of a publication: its data, and `epoch:offset` as id.
 pub(crate) fn event(position: &StreamPosition, data: &str) -> Event {
@@ -41,7 +47,10 @@ impl LiveHub {
     /// reconnects with `Last-Event-ID` (browsers do it on their own) first gets what it missed,
     /// in order, with no gap or repeat at the seam. When that cannot be complete (another
     /// epoch, history trimmed or expired, more than `max_recover` missed) the stream starts
-    /// with `event: recovery` and data `{"recovered":false}`.
+    /// with `event: recovery` and data `{"recovered":false}`. With a history store shared by
+    /// several nodes ([`Live::store`](super::Live::store)) a stream resumes on any node: its
+    /// past is read from the store while what is published meanwhile waits, and is sent after
+    /// it, less what the past already held.
     ///
     /// The request passes the hub's auth hook and counts against `max_connections`, as for
     /// [`Sse::handler`]. Served (400 otherwise): topics opened with a pattern of
@@ -101,6 +110,13 @@ impl LiveHub {
             let replay = last_event_id
                 .and_then(parse)
                 .map_or(Replay::Nothing, Replay::Since);
+            let history = state.settings.features(topic).history;
+            if let (Some(store), Some(history), Replay::Since(since)) =
+                (&state.store, history, &replay)
+            {
+                let past = read_past(&state, store.clone(), topic, history, since.clone());
+                return index.subscribe_reading(topic, slot, past, None);
+            }
             let index = Arc::clone(index);
             state.replay_to(topic, &replay, move |recovered: Recovered<'_>, end| {
                 let mut backlog = VecDeque::new();
@@ -116,6 +132,67 @@ impl LiveHub {
     }
 }
 
+/// What an SSE stream resuming from `since` missed, read from the history store while the
+/// stream already receives what is published: the events after `since`, and as already sent
+/// every published event up to the read's position (the feed may bring them after the read).
+fn read_past(
+    state: &Arc<LiveState>,
+    store: Arc<dyn HistoryStore>,
+    topic: &str,
+    history: History,
+    since: StreamPosition,
+) -> PendingPast {
+    let max = state.settings.max_recover;
+    let marker = state.next_marker.fetch_add(1, Ordering::Relaxed);
+    let topic = topic.to_owned();
+    Box::pin(async move {
+        let from = ReadFrom::After(since.offset);
+        let read = match store
+            .read(&topic, from, max.saturating_add(1), history, marker)
+            .await
+        {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::debug!(%topic, %error, "an SSE stream's history could not be read");
+                StreamRead::default()
+            }
+        };
+        let complete = read.position.as_ref().is_some_and(|at| {
+            let oldest = read.oldest.unwrap_or(at.offset + 1);
+            recoverable(&since, at, oldest, max) && read.publications.len() <= max
+        });
+        let Some(at) = read.position.filter(|_| complete) else {
+            return Past {
+                backlog: VecDeque::from([not_recovered()]),
+                already_sent: None,
+            };
+        };
+        let backlog = read
+            .publications
+            .iter()
+            .map(|(offset, data)| {
+                let position = StreamPosition {
+                    epoch: at.epoch.clone(),
+                    offset: *offset,
+                };
+                event(&position, data.get()).encode()
+            })
+            .collect();
+        Past {
+            backlog,
+            already_sent: Some(Box::new(move |chunk: &[u8]| {
+                position_of(chunk).is_some_and(|p| p.epoch == at.epoch && p.offset <= at.offset)
+            })),
+        }
+    })
+}
+
+/// The position of an encoded publication event (its first line is `id: <epoch>:<offset>`).
+fn position_of(chunk: &[u8]) -> Option<StreamPosition> {
+    let line = chunk.strip_prefix(b"id: ")?.split(|&b| b == b'\n').next()?;
+    parse(std::str::from_utf8(line).ok()?)
+}
+
 impl LiveState {
     /// Runs `subscribe` (an SSE subscription) under the topic's lock with what `replay` asks
     /// of its history, so that it misses nothing published meanwhile.
@@ -127,8 +204,8 @@ impl LiveState {
     ) -> R {
         let history = self.settings.features(topic).history;
         let Some(limits) = history.filter(|_| self.store.is_none()) else {
-            // No history here (or it is a store's, which SSE does not read back yet): a
-            // stream that asked to resume is told it was not.
+            // No history here, or a store's but nothing to resume from: a stream that asked
+            // to resume is told it was not.
             let complete =
                 (history.is_some() && matches!(replay, Replay::Since(_))).then_some(false);
             return subscribe(

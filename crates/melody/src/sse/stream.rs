@@ -20,6 +20,20 @@ use tokio::sync::mpsc;
 use super::{SseResponse, stats::SseCounters};
 use crate::{OverflowPolicy, Slot};
 
+/// The past of a stream as a plug-in reads it (for example from a shared store, while the
+/// stream already receives what is published): the events to send first, and which of the
+/// events published meanwhile they already hold.
+pub(crate) struct Past {
+    pub(crate) backlog: VecDeque<Bytes>,
+    pub(crate) already_sent: Option<AlreadySent>,
+}
+
+/// Whether an encoded event published meanwhile is one the past already held.
+pub(crate) type AlreadySent = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+/// A [`Past`] still being read.
+pub(crate) type PendingPast = std::pin::Pin<Box<dyn std::future::Future<Output = Past> + Send>>;
+
 /// One SSE client in the index.
 #[derive(Clone)]
 struct Subscriber {
@@ -167,6 +181,23 @@ impl Index {
         backlog: VecDeque<Bytes>,
         on_end: Option<Box<dyn FnOnce() + Send>>,
     ) -> SseResponse {
+        let past = Past {
+            backlog,
+            already_sent: None,
+        };
+        self.subscribe_reading(topic, slot, Box::pin(std::future::ready(past)), on_end)
+    }
+
+    /// As [`Index::subscribe_after`], with a past that is read once subscribed: what is
+    /// published meanwhile waits in the queue, and is sent after the past, less what the past
+    /// already held.
+    pub(crate) fn subscribe_reading(
+        self: &Arc<Self>,
+        topic: &str,
+        slot: Slot,
+        past: PendingPast,
+        on_end: Option<Box<dyn FnOnce() + Send>>,
+    ) -> SseResponse {
         let (queue, events) = mpsc::channel(self.limits.queue.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let topic = self.join(
@@ -185,20 +216,32 @@ impl Index {
             index: self.clone(),
             topic,
             id,
-            backlog,
+            past: Some(past),
+            backlog: VecDeque::new(),
+            already_sent: None,
             events,
             keep_alive,
             on_end,
         };
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
+            if let Some(past) = sub.past.take() {
+                let past = past.await;
+                sub.backlog = past.backlog;
+                sub.already_sent = past.already_sent;
+            }
             if let Some(chunk) = sub.backlog.pop_front() {
                 return Some((Ok::<_, Infallible>(Frame::data(chunk)), sub));
             }
-            let chunk = tokio::select! {
-                event = sub.events.recv() => event?,
-                _ = sub.keep_alive.tick() => Bytes::from_static(b":\n\n"),
-            };
-            Some((Ok::<_, Infallible>(Frame::data(chunk)), sub))
+            loop {
+                let chunk = tokio::select! {
+                    event = sub.events.recv() => event?,
+                    _ = sub.keep_alive.tick() => Bytes::from_static(b":\n\n"),
+                };
+                if sub.already_sent.as_ref().is_some_and(|sent| sent(&chunk)) {
+                    continue;
+                }
+                return Some((Ok::<_, Infallible>(Frame::data(chunk)), sub));
+            }
         });
         let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
         let headers = response.headers_mut();
@@ -234,8 +277,12 @@ struct Subscription {
     topic: Arc<str>,
     // Only the id: holding the queue's sender here would keep the stream from ever ending.
     id: u64,
+    /// The past, until it has been read.
+    past: Option<PendingPast>,
     /// Events of the past, sent before the queue's.
     backlog: VecDeque<Bytes>,
+    /// Which of the queue's events the past already held.
+    already_sent: Option<AlreadySent>,
     events: mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
     /// What its plug-in wants done when it ends.

@@ -5,7 +5,8 @@
 //! one broker.
 //!
 //! Each node is a hub with a cluster driver and live topics whose history is in the store:
-//! `room:*` (presence, history of 10,000), `small:*` (history of 3).
+//! `room:*` (presence, history of 10,000), `small:*` (history of 3), `news:*` (history, also
+//! served to SSE streams on `/events?topic=`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -22,10 +23,11 @@ use melody::{
     Melody,
     cluster::{Cluster, Driver},
     live::{History, HistoryStore, Live, LiveHub},
+    sse::{Sse, TopicResolver},
 };
 use serde_json::json;
 
-use crate::{common::*, live_client::LiveClient};
+use crate::{common::*, live_client::LiveClient, sse_client::SseClient};
 
 /// Makes one test's drivers and stores, all on the same broker and namespace.
 pub trait StoreFixture: Sync {
@@ -62,11 +64,18 @@ pub async fn node<F: StoreFixture>(fixture: &F) -> Node<F::Driver> {
             .presence("room:*")
             .history("room:*", History::new().size(10_000))
             .history("small:*", History::new().size(3))
+            .history("news:*", History::new())
             .presence_watch(Duration::from_millis(100))
             .store(fixture.store().await),
     );
     let live = LiveHub::of(&melody).unwrap();
-    let addr = spawn_app(&melody).await;
+    let app = axum::Router::new()
+        .route("/ws", axum::routing::get(melody.handler()))
+        .route(
+            "/events",
+            axum::routing::get(live.sse_handler(TopicResolver::query("topic"))),
+        );
+    let addr = spawn_router(app).await;
     Node {
         melody,
         addr,
@@ -305,6 +314,74 @@ pub async fn the_members_of_a_node_that_vanished_leave<F: StoreFixture>(fixture:
     drop(on_b);
 }
 
+/// An SSE stream resumes from its `Last-Event-ID` on another node than the one it left, while
+/// publishing goes on: what it missed, then the live stream, no gap and no repeat.
+pub async fn sse_streams_resume_on_any_node<F: StoreFixture>(fixture: &F) {
+    let (a, b) = (node(fixture).await, node(fixture).await);
+    let mut first = SseClient::open(a.addr, "/events?topic=news:1", "")
+        .await
+        .unwrap();
+    eventually(|| Sse::of(&a.melody).unwrap().subscribers("news:1") == 1).await;
+    b.live.publish("news:1", 1).await.unwrap();
+    let event = first.next_event().await;
+    let (id, data) = id_and_data(&event);
+    assert_eq!(data, "1");
+    let (epoch, offset) = id.rsplit_once(':').unwrap();
+    assert_eq!(offset, "1");
+    let epoch = epoch.to_owned();
+    drop(first);
+    for n in 2..=4 {
+        let publisher = if n % 2 == 0 { &a.live } else { &b.live };
+        publisher.publish("news:1", n).await.unwrap();
+    }
+    // Publishing goes on while it comes back, on the node it comes back to.
+    let publishing = tokio::spawn({
+        let live = b.live.clone();
+        async move {
+            for n in 5..=30 {
+                live.publish("news:1", n).await.unwrap();
+            }
+        }
+    });
+    let header = format!("Last-Event-ID: {epoch}:1\r\n");
+    let mut back = SseClient::open(b.addr, "/events?topic=news:1", &header)
+        .await
+        .unwrap();
+    for n in 2..=30 {
+        let event = back.next_event().await;
+        assert_eq!(id_and_data(&event), (format!("{epoch}:{n}"), n.to_string()));
+    }
+    publishing.await.unwrap();
+    a.live.publish("news:1", 31).await.unwrap();
+    let (id, _) = id_and_data(&back.next_event().await);
+    assert_eq!(id, format!("{epoch}:31"), "nothing twice");
+
+    // Another epoch: told, then the live stream.
+    let stale = "Last-Event-ID: 0000000000000000:1\r\n";
+    let mut late = SseClient::open(a.addr, "/events?topic=news:1", stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        late.next_event().await,
+        "event: recovery\ndata: {\"recovered\":false}\n\n"
+    );
+    eventually(|| Sse::of(&a.melody).unwrap().subscribers("news:1") == 1).await;
+    b.live.publish("news:1", 32).await.unwrap();
+    assert_eq!(id_and_data(&late.next_event().await).1, "32");
+}
+
+/// An SSE event's id and data.
+fn id_and_data(event: &str) -> (String, String) {
+    let field = |name: &str| {
+        event
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {event:?}"))
+            .to_owned()
+    };
+    (field("id: "), field("data: "))
+}
+
 /// Polls an async condition until it holds (bounded by WAIT).
 async fn eventually_async<F, Fut>(mut condition: F)
 where
@@ -333,6 +410,7 @@ macro_rules! live_store_suite {
             a_trimmed_history_is_not_recovered,
             presence_events_reach_members_on_the_other_node,
             the_members_of_a_node_that_vanished_leave,
+            sse_streams_resume_on_any_node,
         );
         // Two publishing threads against the subscriber's seam.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
