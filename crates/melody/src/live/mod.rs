@@ -64,10 +64,11 @@
 //!   publication from the store in that order, and a client recovers on any node what was
 //!   published on any node, with the same seam (the subscriber joins the topic's deliveries
 //!   only once its node's feed has caught up with what its reply told it). Presence events
-//!   cross nodes with a cluster ([`crate::cluster`]) as any topic send does; member lists
-//!   ([`LiveHub::members`], the subscribe reply) are each node's own. With a store, SSE
-//!   streams get every publication with its `epoch:offset` id but do not replay from
-//!   `Last-Event-ID` (a stream that asks is told `recovered: false`).
+//!   cross nodes with a cluster ([`crate::cluster`]) as any topic send does; the member list
+//!   of a subscribe reply ([`LiveHub::cluster_members`]) covers every node: this node's
+//!   members, then the others' as known from their `join` events and the cluster's presence
+//!   ([`LiveHub::members`] is this node's only). With a store, SSE streams resume from
+//!   `Last-Event-ID` on any node too.
 //!
 //! # Costs
 //!
@@ -79,6 +80,7 @@
 
 mod history;
 mod nodes;
+mod remote;
 mod routes;
 mod rules;
 #[cfg(feature = "sse")]
@@ -103,7 +105,7 @@ use self::{
     state::LiveState,
 };
 use crate::{
-    Closed, Melody, Session, SessionId,
+    Closed, Melody, Session,
     plugin::Plugin,
     router::{EncodeError, Router},
 };
@@ -263,15 +265,15 @@ impl Plugin for Live {
             .on_disconnect(move |session| leaving.disconnected(session));
         let presence = state.settings.rules.iter().any(|rule| rule.presence);
         if let (true, Ok(runtime)) = (presence, tokio::runtime::Handle::try_current()) {
-            let watch = state.watch.clone();
-            melody.plugins().add_sink(nodes::LeavesSeen {
-                watch: watch.clone(),
+            let remote = state.remote.clone();
+            melody.plugins().add_sink(nodes::PeerPresence {
+                remote: remote.clone(),
                 state: Arc::downgrade(&state),
             });
             runtime.spawn(nodes::watch(
                 melody.plugins().downgrade(),
                 Arc::downgrade(&state),
-                watch,
+                remote,
                 self.presence_watch,
             ));
         }
@@ -404,17 +406,14 @@ impl LiveHub {
         self.state.members(topic)
     }
 
-    /// The members of a topic with presence on every node of the cluster: this node's, and
-    /// those the other nodes had at the last presence watch ([`Live::presence_watch`]), less
-    /// those whose `leave` arrived since. Ids only (each node knows its own members' info; the
-    /// others' came in their `join` events). Without a cluster, this node's.
+    /// The members of a topic with presence on every node of the cluster: this node's, then
+    /// the other nodes' as this node knows them — from the `join` and `leave` events they
+    /// send (with the members' info) and the cluster's presence at each
+    /// [`Live::presence_watch`] (ids only: a member that joined before this node started
+    /// watching has no info here). What subscribe replies and `presence` requests list.
     #[must_use]
-    pub fn cluster_members(&self, topic: &str) -> Vec<SessionId> {
-        let mut ids: Vec<SessionId> = self.members(topic).iter().map(|m| m.id).collect();
-        ids.extend(self.state.watch.members(topic));
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+    pub fn cluster_members(&self, topic: &str) -> Vec<Member> {
+        self.state.cluster_members(topic)
     }
 
     /// Where a topic with history stands: its epoch and last offset (`None` before anything

@@ -4,57 +4,37 @@
 //! left.
 //!
 //! A node that stops cleanly disconnects its sessions first, and their `leave` events reach the
-//! other nodes as usual; a delivery sink sees those and strikes the members off, and a vanished
+//! other nodes as usual; a delivery sink sees those (and the `join`s, with the members' info)
+//! and keeps [`Remote`] up to date, and a vanished
 //! node's leaves are only sent one watch later, so that what is in flight arrives first and
 //! nobody gets a `leave` twice.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, Weak},
-    time::Duration,
+    sync::{Arc, Weak},
+    time::{Duration, Instant},
 };
 
+use serde_json::Value;
+
 use super::{
-    state::{LiveState, announce, lock},
+    remote::{ByNode, Remote},
+    state::{LiveState, announce},
     wire::{self, Member},
 };
 use crate::{
-    Melody, SessionId,
-    cluster::{Cluster, NodeId},
+    Melody,
+    cluster::Cluster,
     core::hub::WeakMelody,
     plugin::{Delivery, Origin, Reach, Sink},
 };
 
-/// The other nodes' members of presence topics, as last seen.
-type Remote = HashMap<NodeId, HashMap<Arc<str>, HashSet<SessionId>>>;
-
-/// What the watch shares with the sink that strikes off members whose `leave` arrived.
-#[derive(Default)]
-pub(crate) struct Watch {
-    remote: Mutex<Remote>,
-    /// Nodes seen gone once: their leaves go out at the next watch if they are still gone.
-    vanished: Mutex<HashSet<NodeId>>,
-}
-
-impl Watch {
-    /// The other nodes' members of `topic`, as last seen.
-    pub(crate) fn members(&self, topic: &str) -> Vec<SessionId> {
-        lock(&self.remote)
-            .values()
-            .filter_map(|topics| topics.get(topic))
-            .flatten()
-            .copied()
-            .collect()
-    }
-}
-
-/// Strikes off the members whose `leave` came from another node.
-pub(crate) struct LeavesSeen {
-    pub(crate) watch: Arc<Watch>,
+/// Keeps [`Remote`] up to date with the `join` and `leave` events other nodes send.
+pub(crate) struct PeerPresence {
+    pub(crate) remote: Arc<Remote>,
     pub(crate) state: Weak<LiveState>,
 }
 
-impl Sink for LeavesSeen {
+impl Sink for PeerPresence {
     fn deliver(&self, delivery: &Delivery<'_>) -> Reach {
         if delivery.origin() != Origin::Peer {
             return Reach::default();
@@ -63,41 +43,45 @@ impl Sink for LeavesSeen {
         else {
             return Reach::default();
         };
-        if !text.starts_with("{\"type\":\"leave\"") {
+        let joining = text.starts_with("{\"type\":\"join\"");
+        if !joining && !text.starts_with("{\"type\":\"leave\"") {
             return Reach::default();
         }
         let presence = self
             .state
             .upgrade()
             .is_some_and(|state| state.settings.features(topic).presence);
-        if let (true, Some(id)) = (presence, leaving_member(text)) {
-            for topics in lock(&self.watch.remote).values_mut() {
-                if let Some(members) = topics.get_mut(topic) {
-                    members.remove(&id);
-                }
-            }
+        match (presence, event_member(text)) {
+            (true, Some(member)) if joining => self.remote.joined(topic, member),
+            (true, Some(member)) => self.remote.left(topic, member.id),
+            _ => {}
         }
         Reach::default()
     }
 }
 
-/// The member id of a `leave` event.
-fn leaving_member(text: &str) -> Option<SessionId> {
-    let event: serde_json::Value = serde_json::from_str(text).ok()?;
-    event["data"]["member"]["id"].as_str()?.parse().ok()
+/// The member of a `join` or `leave` event.
+fn event_member(text: &str) -> Option<Member> {
+    let mut event: serde_json::Value = serde_json::from_str(text).ok()?;
+    let member = event["data"]["member"].take();
+    Some(Member {
+        id: member["id"].as_str()?.parse().ok()?,
+        info: member.get("info").cloned().unwrap_or_default(),
+    })
 }
 
 /// Watches the cluster's presence every `every` while the hub lives.
 pub(crate) async fn watch(
     melody: WeakMelody,
     state: Weak<LiveState>,
-    watch: Arc<Watch>,
+    remote: Arc<Remote>,
     every: Duration,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let started = Instant::now();
         let (Some(melody), Some(state)) = (melody.upgrade(), state.upgrade()) else {
             return;
         };
@@ -109,7 +93,7 @@ pub(crate) async fn watch(
             continue;
         };
         let here = cluster.node();
-        let seen: Remote = presence
+        let seen: ByNode = presence
             .into_iter()
             .filter(|node| node.node != here)
             .map(|node| {
@@ -122,45 +106,18 @@ pub(crate) async fn watch(
                 (node.node, topics)
             })
             .collect();
-        let gone = update(&watch, seen);
+        let gone = remote.update(seen, started);
         for (topic, ids) in gone {
             for id in ids {
                 let member = Member {
                     id,
-                    info: serde_json::Value::Null,
+                    info: Value::Null,
                 };
                 let event = wire::presence_event("leave", &topic, &member);
                 announce_here(&melody, &topic, event);
             }
         }
     }
-}
-
-/// Takes in a fresh presence; the members to announce gone: those of nodes that were already
-/// missing at the previous watch and still are (and did not leave on their own meanwhile).
-fn update(watch: &Watch, seen: Remote) -> Vec<(Arc<str>, HashSet<SessionId>)> {
-    let mut remote = lock(&watch.remote);
-    let mut vanished = lock(&watch.vanished);
-    let mut gone = Vec::new();
-    let missing: Vec<NodeId> = remote
-        .keys()
-        .filter(|node| !seen.contains_key(node))
-        .copied()
-        .collect();
-    for node in missing {
-        if vanished.remove(&node) {
-            if let Some(topics) = remote.remove(&node) {
-                gone.extend(topics.into_iter().filter(|(_, ids)| !ids.is_empty()));
-            }
-        } else {
-            vanished.insert(node);
-        }
-    }
-    vanished.retain(|node| !seen.contains_key(node));
-    for (node, topics) in seen {
-        remote.insert(node, topics);
-    }
-    gone
 }
 
 /// To this node's sessions of `topic` only: every node tells its own.
@@ -171,39 +128,17 @@ fn announce_here(melody: &Melody, topic: &str, event: crate::Message) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn remote(node: u64, topic: &str, ids: &[u64]) -> Remote {
-        let ids = ids.iter().map(|&id| SessionId::from(id)).collect();
-        HashMap::from([(NodeId(node), HashMap::from([(Arc::from(topic), ids)]))])
-    }
+    use crate::SessionId;
 
     #[test]
-    fn a_node_is_announced_gone_after_two_watches_without_it() {
-        let watch = Watch::default();
-        assert!(update(&watch, remote(1, "room", &[7, 8])).is_empty());
-        // Missing once: not yet (its own leaves may still be on their way).
-        assert!(update(&watch, Remote::new()).is_empty());
-        // A leave seen meanwhile strikes 8 off.
-        for topics in lock(&watch.remote).values_mut() {
-            topics.get_mut("room").unwrap().remove(&SessionId::from(8));
-        }
-        let gone = update(&watch, Remote::new());
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].1, HashSet::from([SessionId::from(7)]));
-        // Once only.
-        assert!(update(&watch, Remote::new()).is_empty());
-    }
-
-    #[test]
-    fn a_node_back_in_time_is_not_announced() {
-        let watch = Watch::default();
-        update(&watch, remote(1, "room", &[7]));
-        assert!(update(&watch, Remote::new()).is_empty());
-        assert!(update(&watch, remote(1, "room", &[7])).is_empty());
-        assert!(update(&watch, Remote::new()).is_empty());
-        assert!(
-            leaving_member(r#"{"type":"leave","data":{"topic":"t","member":{"id":"42"}}}"#)
-                == Some(SessionId::from(42))
+    fn events_name_their_member() {
+        let leave = event_member(r#"{"type":"leave","data":{"topic":"t","member":{"id":"42"}}}"#);
+        assert_eq!(
+            leave.map(|m| (m.id, m.info)),
+            Some((SessionId::from(42), Value::Null))
         );
+        let join = r#"{"type":"join","data":{"topic":"t","member":{"id":"7","info":{"n":1}}}}"#;
+        assert_eq!(event_member(join).unwrap().info["n"], 1);
+        assert!(event_member(r#"{"type":"join","data":{"member":{"id":7}}}"#).is_none());
     }
 }

@@ -34,7 +34,7 @@ pub(crate) fn add(router: Router, state: &Arc<LiveState>) -> Router {
                 if !features.presence || !session.is_in(&request.topic) {
                     return Err(forbidden());
                 }
-                let members = state.members(&request.topic);
+                let members = state.cluster_members(&request.topic);
                 Ok(serde_json::json!({ "topic": request.topic, "members": members }))
             }
         })

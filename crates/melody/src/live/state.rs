@@ -35,8 +35,8 @@ pub(crate) struct LiveState {
     /// The topics with state each session subscribed to, for its disconnect (its own list of
     /// topics may have lost one that the application left through `Session::leave`).
     by_session: Mutex<HashMap<SessionId, std::collections::HashSet<Arc<str>>>>,
-    /// The other nodes' members of presence topics, as the presence watch last saw them.
-    pub(crate) watch: Arc<super::nodes::Watch>,
+    /// The other nodes' members of presence topics.
+    pub(crate) remote: Arc<super::remote::Remote>,
 }
 
 struct Topics {
@@ -111,7 +111,7 @@ impl LiveState {
             store,
             next_marker: std::sync::atomic::AtomicU64::new(1),
             by_session: Mutex::default(),
-            watch: Arc::default(),
+            remote: Arc::default(),
             topics: Mutex::new(Topics {
                 by_name: HashMap::new(),
                 swept: Instant::now(),
@@ -240,7 +240,9 @@ impl LiveState {
                     .is_none()
             });
             inner.subscribers.insert(session.id());
-            let members = features.presence.then(|| members_of(inner));
+            let members = features
+                .presence
+                .then(|| self.members_everywhere(name, inner));
             let subscription = Subscription {
                 position,
                 recovery,
@@ -431,6 +433,26 @@ impl LiveState {
             let reached = melody.topic(&**name).send(message)?;
             Ok((Some(offset), reached))
         })
+    }
+
+    /// The members of `topic` on every node: this node's, then the others' as known here.
+    pub(crate) fn cluster_members(&self, topic: &str) -> Vec<Member> {
+        match self.existing(topic) {
+            Some(state) => self.members_everywhere(topic, &lock(&state.inner)),
+            None => self.remote.members(topic),
+        }
+    }
+
+    /// [`LiveState::cluster_members`] with the topic's state at hand.
+    pub(super) fn members_everywhere(&self, topic: &str, inner: &TopicInner) -> Vec<Member> {
+        let mut members = members_of(inner);
+        let remote = self.remote.members(topic);
+        members.extend(
+            remote
+                .into_iter()
+                .filter(|member| !inner.members.contains_key(&member.id)),
+        );
+        members
     }
 
     /// The members of `topic` on this node.

@@ -16,7 +16,7 @@ use serde_json::{Value, value::RawValue};
 use super::{
     history::{Entry, History, Recovery, Replay, StreamPosition, recoverable},
     rules::Features,
-    state::{LiveState, SubscribeError, Subscription, Waiting, members_of},
+    state::{LiveState, SubscribeError, Subscription, Waiting},
     store::{ReadFrom, StreamRead},
     wire::{self, Member},
 };
@@ -182,7 +182,9 @@ impl LiveState {
             let subscription = Subscription {
                 position: position.clone(),
                 recovery,
-                members: features.presence.then(|| members_of(inner)),
+                members: features
+                    .presence
+                    .then(|| self.members_everywhere(name, inner)),
             };
             if let Err(error) = reply(&subscription) {
                 if new_member {

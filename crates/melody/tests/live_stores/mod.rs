@@ -65,6 +65,7 @@ pub async fn node<F: StoreFixture>(fixture: &F) -> Node<F::Driver> {
             .history("room:*", History::new().size(10_000))
             .history("small:*", History::new().size(3))
             .history("news:*", History::new())
+            .info(|session| json!({ "session": session.id().to_string() }))
             .presence_watch(Duration::from_millis(100))
             .store(fixture.store().await),
     );
@@ -270,15 +271,31 @@ pub async fn a_trimmed_history_is_not_recovered<F: StoreFixture>(fixture: &F) {
 pub async fn presence_events_reach_members_on_the_other_node<F: StoreFixture>(fixture: &F) {
     let (a, b) = (node(fixture).await, node(fixture).await);
     let mut on_a = LiveClient::connect(a.addr).await;
-    on_a.subscribe(json!({"topic": "room:p"})).await;
+    let reply = on_a.subscribe(json!({"topic": "room:p"})).await;
+    let a_member = reply["members"][0].clone();
+    // Node b hears of it by its `join` (with its info).
+    eventually(|| {
+        b.live
+            .cluster_members("room:p")
+            .iter()
+            .any(|member| member.info == a_member["info"])
+    })
+    .await;
     let mut on_b = LiveClient::connect(b.addr).await;
     let reply = on_b.subscribe(json!({"topic": "room:p"})).await;
-    // The member list is the node's own; the events cross nodes.
-    assert_eq!(reply["members"].as_array().unwrap().len(), 1);
-    let b_id = reply["members"][0]["id"].clone();
+    // The member list covers both nodes: this node's first, then the others'.
+    let members = reply["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{reply}");
+    assert_eq!(members[1], a_member);
+    let b_id = members[0]["id"].clone();
     assert_eq!(on_a.next_of("join").await["member"]["id"], b_id);
+    let listed = on_a.request("presence", json!({"topic": "room:p"})).await;
+    let listed = listed["data"]["members"].as_array().unwrap().clone();
+    assert_eq!(listed[0], a_member);
+    assert_eq!(listed[1]["id"], b_id);
     drop(on_b);
     assert_eq!(on_a.next_of("leave").await["member"]["id"], b_id);
+    eventually(|| a.live.cluster_members("room:p").len() == 1).await;
 }
 
 /// A node that vanishes without its members leaving (cut off the cluster: no more presence,
@@ -300,10 +317,15 @@ pub async fn the_members_of_a_node_that_vanished_leave<F: StoreFixture>(fixture:
             .is_ok_and(|ids| ids.len() == 2)
     })
     .await;
-    // And by its presence watch, which is what tells its members who vanished.
+    // And among the members node a knows: those it tells gone when their node vanishes.
     let b_session = melody::SessionId::from(b_id.as_str().unwrap().parse::<u64>().unwrap());
-    eventually(|| a.live.cluster_members("room:crash").contains(&b_session)).await;
-    assert_eq!(a.live.cluster_members("room:crash").len(), 2);
+    eventually(|| {
+        a.live
+            .cluster_members("room:crash")
+            .iter()
+            .any(|member| member.id == b_session)
+    })
+    .await;
     fixture.cut_off(&b.driver).await;
     let left = on_a.next_of("leave").await;
     assert_eq!(left["member"]["id"], b_id);
@@ -311,6 +333,10 @@ pub async fn the_members_of_a_node_that_vanished_leave<F: StoreFixture>(fixture:
     // Its client is still connected to node b: it was the node that went.
     assert_silent(&mut on_a.ws, Duration::from_millis(1500)).await;
     assert_eq!(a.live.cluster_members("room:crash").len(), 1);
+    let reply = on_a
+        .request("presence", json!({"topic": "room:crash"}))
+        .await;
+    assert_eq!(reply["data"]["members"].as_array().unwrap().len(), 1);
     drop(on_b);
 }
 
