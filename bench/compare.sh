@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the same load against melody's `chat`/`echo` examples, the raw tokio-websockets floor
-# server and (when Node and npm are present) a Node `ws` server, with the server pinned to one
+# server and (when Node and npm are present) uWebSockets.js and a Node `ws` server (bench/node), with the server pinned to one
 # core and the load generator to another, and writes docs/BENCHMARKS.md.
 #
 #   bash bench/compare.sh            # full run, about 22 minutes
@@ -24,7 +24,8 @@
 #   QUICK=1            shorter runs
 #   SERVER_CPU=1       core for the server       LOAD_CPU=0   core for the load generator
 #   PORT=17300         first port to try (the next free one is used)
-#   NODE=0             skip the Node `ws` server (it runs one round only: it is far slower)
+#   NODE=0             skip the Node servers (`ws` runs one round only: it is far slower)
+#   UWS=0              skip uWebSockets.js (otherwise it alternates with melody and the floor)
 #   COMPRESSION=0      skip the compression section
 #   ROUNDS=3           rounds of the throughput scenarios
 #   IDLE_CONNS=15000   connections held in the idle scenario
@@ -36,6 +37,7 @@
 #   PREVIOUS=FILE      report to compare with in the "Before and after" section (default: the
 #                      OUT this run replaces; BEFORE_LABEL=TEXT says what it was)
 #   RESULTS=target/bench-results   where the JSON of every run goes
+#   CHARTS=docs        where the SVG charts go (bench-*.svg; default: OUT's directory)
 #
 # Load is only ever sent to 127.0.0.0/8.
 set -euo pipefail
@@ -100,7 +102,6 @@ if [[ -f "$PREVIOUS" ]]; then cp "$PREVIOUS" "$LOGS/previous.md"; fi
 SERVER_PID=
 SERVER_NAME=
 SERVER_CMD=()
-NODE_DIR=
 NOTES=()
 
 cleanup() {
@@ -108,7 +109,6 @@ cleanup() {
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    [[ -n "$NODE_DIR" ]] && rm -rf "$NODE_DIR"
     rm -rf "$LOGS"
 }
 trap cleanup EXIT
@@ -243,6 +243,26 @@ echo_suite() {
         --duration "$ECHO_SECS" --pid @PID@
 }
 
+# The Node servers (bench/node: the ws package and uWebSockets.js, versions pinned there).
+NODE_SERVERS=$ROOT/bench/node
+NODE_READY=0
+node_skip() {
+    log "skipping node ws and uWebSockets.js: $1"
+    NOTES+=("Node \`ws\` and uWebSockets.js were not measured: $1.")
+}
+if [[ "$NODE" != 1 ]]; then
+    node_skip "NODE=$NODE"
+elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    node_skip "node or npm is not installed"
+elif ! (cd "$NODE_SERVERS" && npm ci --no-audit --no-fund --loglevel=error >&2); then
+    node_skip "\`npm ci\` in bench/node failed"
+else
+    NODE_READY=1
+    NODE_VERSION=$(node --version)
+    WS_VERSION=$(cd "$NODE_SERVERS" && node -p "require('ws/package.json').version")
+    NOTES+=("Node \`ws\`: node $NODE_VERSION, ws $WS_VERSION.")
+fi
+
 # SERVERS: name, broadcast command, echo command, URL path (chat serves WebSocket on /ws).
 declare -A BROADCAST_CMD ECHO_CMD WS_PATH
 SERVERS=(melody floor)
@@ -252,6 +272,19 @@ WS_PATH[melody]=/ws
 BROADCAST_CMD[floor]="$BENCH floor-server --mode broadcast"
 ECHO_CMD[floor]="$BENCH floor-server --mode echo"
 WS_PATH[floor]=/
+# uWebSockets.js alternates with melody and the floor in every round (UWS=0 leaves it out).
+if [[ "$NODE_READY" == 1 && "${UWS:-1}" == 1 ]]; then
+    if (cd "$NODE_SERVERS" && node -e "require('@trufflesuite/uws-js-unofficial')" >&2); then
+        SERVERS+=(uws)
+        BROADCAST_CMD[uws]="node $NODE_SERVERS/uws.js broadcast"
+        ECHO_CMD[uws]="node $NODE_SERVERS/uws.js echo"
+        WS_PATH[uws]=/
+        UWS_VERSION=$(cd "$NODE_SERVERS" && node -p "require('@trufflesuite/uws-js-unofficial/package.json').version")
+        NOTES+=("uWebSockets.js: \`@trufflesuite/uws-js-unofficial\` $UWS_VERSION (a build of uWebSockets.js v${UWS_VERSION%%-*} for this machine's glibc; the official builds of later versions need glibc 2.38), broadcast by \`app.publish\` to a topic every connection subscribes to, \`maxBackpressure\` 64 MiB so that nothing is dropped.")
+    else
+        NOTES+=("uWebSockets.js was not measured: its binary does not load on this machine.")
+    fi
+fi
 # The compression runs' chat server: 4 KiB messages are over the default 512-byte limit.
 COMPRESS_CMD=(env MAX_MESSAGE_SIZE=65536 "$CHAT")
 
@@ -344,73 +377,32 @@ for scenario in fanout-1k-json4k fanout-1k-json64; do
     keep_median melody "$scenario" server_cpu_us_per_delivery
     keep_median melody "$scenario-deflate" server_cpu_us_per_delivery
 done
-NOTES+=("Throughput scenarios: median of $ROUNDS rounds that alternate melody and floor (each round's JSON is kept as \`*.roundN.json\`; for the compression section, the round with the median server CPU per delivery); idle and churn: one run each.")
+NOTES+=("Throughput scenarios: median of $ROUNDS rounds that alternate the servers (${SERVERS[*]}; each round's JSON is kept as \`*.roundN.json\`; for the compression section, the round with the median server CPU per delivery); idle and churn: one run each.")
 
-# Node ws (optional)
-node_skip() {
-    log "skipping node ws: $1"
-    NOTES+=("Node \`ws\` was not measured: $1.")
-}
-if [[ "$NODE" != 1 ]]; then
-    node_skip "NODE=$NODE"
-elif ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    node_skip "node or npm is not installed"
-else
-    NODE_DIR=$(mktemp -d)
-    log "installing ws into $NODE_DIR"
-    if (cd "$NODE_DIR" && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund ws@8 >&2); then
-        cat >"$NODE_DIR/server.js" <<'EOF'
-// Broadcast (default) or echo server on the `ws` package, for bench/compare.sh.
-const { WebSocketServer } = require('ws');
-const [host, port] = (process.env.ADDR || '127.0.0.1:5000').split(':');
-const mode = process.argv[2] || 'broadcast';
-// DEFLATE=1: permessage-deflate as melody's shared mode negotiates it (no context takeover,
-// level 1, nothing under 256 bytes), but compressed for each recipient, as ws does.
-const perMessageDeflate = process.env.DEFLATE === '1'
-  ? { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 256, zlibDeflateOptions: { level: 1 } }
-  : false;
-const wss = new WebSocketServer({ host, port: Number(port), maxPayload: 16 << 20, perMessageDeflate });
-wss.on('connection', (ws) => {
-  ws.on('error', () => {});
-  ws.on('message', (data, isBinary) => {
-    if (mode === 'echo') {
-      ws.send(data, { binary: isBinary });
-    } else if (!isBinary) {
-      for (const client of wss.clients) {
-        if (client.readyState === 1) client.send(data, { binary: false });
-      }
-    }
-  });
-});
-wss.on('listening', () => console.log(`node-ws (${mode}): ws://${host}:${port}/`));
-EOF
-        NODE_VERSION=$(node --version)
-        WS_VERSION=$(node -p "require('$NODE_DIR/node_modules/ws/package.json').version")
-        NOTES+=("Node \`ws\`: node $NODE_VERSION, ws $WS_VERSION.")
-        if start_server node-broadcast node "$NODE_DIR/server.js" broadcast; then
-            memory_suite node /
+# Node ws (optional): one round only, it is far slower.
+if [[ "$NODE_READY" == 1 ]]; then
+    WS_SERVER=$NODE_SERVERS/ws.js
+    if start_server node-broadcast node "$WS_SERVER" broadcast; then
+        memory_suite node /
+        stop_server
+    fi
+    if start_server node-broadcast node "$WS_SERVER" broadcast; then
+        broadcast_suite node /
+        stop_server
+    fi
+    if start_server node-echo node "$WS_SERVER" echo; then
+        echo_suite node /
+        stop_server
+    fi
+    if [[ "$COMPRESSION" == 1 ]]; then
+        if start_server node-deflate env DEFLATE=1 node "$WS_SERVER" broadcast; then
+            idle_deflate node /
             stop_server
         fi
-        if start_server node-broadcast node "$NODE_DIR/server.js" broadcast; then
-            broadcast_suite node /
+        if start_server node-deflate env DEFLATE=1 node "$WS_SERVER" broadcast; then
+            compression_suite node /
             stop_server
         fi
-        if start_server node-echo node "$NODE_DIR/server.js" echo; then
-            echo_suite node /
-            stop_server
-        fi
-        if [[ "$COMPRESSION" == 1 ]]; then
-            if start_server node-deflate env DEFLATE=1 node "$NODE_DIR/server.js" broadcast; then
-                idle_deflate node /
-                stop_server
-            fi
-            if start_server node-deflate env DEFLATE=1 node "$NODE_DIR/server.js" broadcast; then
-                compression_suite node /
-                stop_server
-            fi
-        fi
-    else
-        node_skip "\`npm install ws\` failed"
     fi
 fi
 
@@ -420,7 +412,7 @@ NOTES+=("Server pinned with \`taskset -c $SERVER_CPU\`, load generator with \`ta
 NOTE_ARGS=()
 for n in "${NOTES[@]}"; do NOTE_ARGS+=(--note "$n"); done
 "$BENCH" report --dir "$RESULTS" --out "$OUT" --command "$COMMAND" \
-    --date "$(date -u '+%Y-%m-%d %H:%M UTC')" "${NOTE_ARGS[@]}"
+    --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --charts "${CHARTS:-$(dirname "$OUT")}" "${NOTE_ARGS[@]}"
 if [[ -f "$LOGS/previous.md" ]]; then
     bash "$ROOT/bench/before_after.sh" "$LOGS/previous.md" "$OUT" >>"$OUT"
 fi

@@ -74,6 +74,10 @@ struct ReportArgs {
     /// A note paragraph to include (repeatable).
     #[arg(long)]
     note: Vec<String>,
+    /// Also draw the SVG charts (CPU per delivery, deliveries/s, latency, idle memory) into
+    /// this directory.
+    #[arg(long)]
+    charts: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -399,7 +403,13 @@ fn main() -> io::Result<()> {
                 date: a.date,
                 notes: a.note,
             };
-            report::write(&a.dir, &header, &a.out)
+            report::write(&a.dir, &header, &a.out)?;
+            if let Some(charts) = &a.charts {
+                for file in report::charts::write(&a.dir, charts)? {
+                    eprintln!("melody-bench: drew {}", charts.join(file).display());
+                }
+            }
+            Ok(())
         }
         Command::FloorServer(a) => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -1,7 +1,7 @@
 //! Turns the JSON results of `bench/compare.sh` into the markdown of `docs/BENCHMARKS.md`.
 //!
 //! Results are files `<server>-<scenario>.json` in one directory, for the servers `melody`,
-//! `floor` and `node`. The table's rows and their order are fixed, so that regenerated files
+//! `uws`, `floor` and `node`. The table's rows and their order are fixed, so that regenerated files
 //! differ only in their figures. The compression section (`report/compression.rs`) compares
 //! melody (and Node) with permessage-deflate off and on.
 
@@ -11,15 +11,17 @@ use std::path::Path;
 
 use serde_json::Value;
 
+pub mod charts;
 mod compression;
 mod rows;
 
 use rows::{Better, ROWS, Unit};
 
 /// The servers compared, in column order: file prefix and column title.
-const SERVERS: [(&str, &str); 3] = [
+const SERVERS: [(&str, &str); 4] = [
     ("melody", "melody"),
     ("floor", "floor"),
+    ("uws", "uWebSockets.js"),
     ("node", "node ws"),
 ];
 
@@ -106,8 +108,10 @@ pub fn render(dir: &Path, header: &Header) -> String {
         "- Servers: **melody** = `crates/melody/examples/chat.rs` (broadcast) and `echo.rs` \
          (echo) and `rooms.rs` (topic churn; melody only), release build, default config (chat: 512-byte limit, 256-message queue per \
          session, drop on overflow); **floor** = `melody-bench floor-server` (tokio-websockets \
-         with a 256-message queue per connection and nothing else); **node ws** = the `ws` npm \
-         package, broadcast to `wss.clients` (unbounded buffering, no queue limit).\n"
+         with a 256-message queue per connection and nothing else); **uWebSockets.js** = \
+         `bench/node/uws.js` (broadcast by one `publish` to a topic all connections are in); \
+         **node ws** = `bench/node/ws.js`, the `ws` npm package, broadcast to `wss.clients` \
+         (unbounded buffering, no queue limit).\n"
     );
     for note in &header.notes {
         let _ = writeln!(md, "{note}\n");
@@ -149,8 +153,12 @@ pub fn render(dir: &Path, header: &Header) -> String {
             others.len()
         );
     }
-    let _ = writeln!(md, "| scenario | melody | floor | ratio | node ws |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    // The first four columns keep their places (bench/before_after.sh reads them).
+    let _ = writeln!(
+        md,
+        "| scenario | melody | floor | ratio | uWebSockets.js | ratio to uWS | node ws |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     for r in ROWS {
         let values: Vec<Option<f64>> = SERVERS
             .iter()
@@ -159,7 +167,7 @@ pub fn render(dir: &Path, header: &Header) -> String {
             })
             .collect();
         let cell = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format_value(v, r.unit));
-        let ratio = match (values[0], values[1]) {
+        let ratio = |other: Option<f64>| match (values[0], other) {
             (Some(m), Some(f)) if f != 0.0 => format!("{:.2}", m / f),
             (Some(m), Some(_)) if m.abs() < f64::EPSILON => "=".to_owned(),
             _ => "—".to_owned(),
@@ -170,16 +178,20 @@ pub fn render(dir: &Path, header: &Header) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} {arrow} | {} | {} | {ratio} | {} |",
+            "| {} {arrow} | {} | {} | {} | {} | {} | {} |",
             r.label,
             cell(values[0]),
             cell(values[1]),
-            cell(values[2])
+            ratio(values[1]),
+            cell(values[2]),
+            ratio(values[2]),
+            cell(values[3])
         );
     }
     let _ = writeln!(
         md,
-        "\n↑ higher is better, ↓ lower is better; ratio = melody ÷ floor. \"—\": not measured \
+        "\n↑ higher is better, ↓ lower is better; ratio = melody ÷ floor, ratio to uWS = melody ÷ \
+         uWebSockets.js. \"—\": not measured \
          (the run failed or the server was skipped).\n"
     );
     let _ = writeln!(md, "## Load generator CPU and other load\n");
@@ -190,8 +202,11 @@ pub fn render(dir: &Path, header: &Header) -> String {
          is the generator's limit, not the server's. Where other processes used much CPU, the \
          run competed with them and its figures are unreliable.\n"
     );
-    let _ = writeln!(md, "| scenario | melody | floor | node ws |");
-    let _ = writeln!(md, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| scenario | melody | floor | uWebSockets.js | node ws |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
     for scenario in [
         "fanout-1k",
         "fanout-10k",
@@ -224,8 +239,8 @@ pub fn render(dir: &Path, header: &Header) -> String {
             .collect();
         let _ = writeln!(
             md,
-            "| {scenario} | {} | {} | {} |",
-            cells[0], cells[1], cells[2]
+            "| {scenario} | {} | {} | {} | {} |",
+            cells[0], cells[1], cells[2], cells[3]
         );
     }
     let _ = writeln!(md);

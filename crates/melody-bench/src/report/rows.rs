@@ -86,6 +86,13 @@ pub(super) const ROWS: &[Row] = &[
         Better::Lower,
     ),
     row(
+        "fanout-1k",
+        "fan-out 1,000 subs: server CPU per delivery",
+        "/server_cpu_us_per_delivery",
+        Unit::MicrosFine,
+        Better::Lower,
+    ),
+    row(
         "fanout-10k",
         "fan-out 10,000 subs × 64 B: deliveries/s",
         "/deliveries_per_sec",
@@ -111,6 +118,13 @@ pub(super) const ROWS: &[Row] = &[
         "fan-out 10,000 subs: server CPU",
         "/cpu/server_cpu_pct",
         Unit::Percent,
+        Better::Lower,
+    ),
+    row(
+        "fanout-10k",
+        "fan-out 10,000 subs: server CPU per delivery",
+        "/server_cpu_us_per_delivery",
+        Unit::MicrosFine,
         Better::Lower,
     ),
     row(
