@@ -83,6 +83,10 @@ const TOP: f64 = 56.0;
 const BOTTOM: f64 = 70.0;
 
 /// Writes every chart whose figures the run has into `out_dir`; the files written.
+///
+/// # Errors
+///
+/// When `out_dir` cannot be created or a chart cannot be written.
 pub fn write(dir: &Path, out_dir: &Path) -> io::Result<Vec<String>> {
     std::fs::create_dir_all(out_dir)?;
     let mut written = Vec::new();
