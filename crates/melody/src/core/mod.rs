@@ -21,4 +21,5 @@ pub(crate) mod random;
 pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod stats;
+pub(crate) mod striped;
 pub(crate) mod topics;

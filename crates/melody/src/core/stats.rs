@@ -4,9 +4,12 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use super::hub::Melody;
 #[cfg(feature = "metrics")]
 use super::metrics;
+use super::{
+    hub::Melody,
+    striped::{StripedTraffic, Traffic},
+};
 
 /// Why a connection or a session was refused; the names are the `reason` label of
 /// `melody_rejections_total`.
@@ -52,10 +55,8 @@ impl Reason {
 /// The live counters behind [`Stats`].
 pub(crate) struct Counters {
     connects: AtomicU64,
-    messages_in: AtomicU64,
-    bytes_in: AtomicU64,
-    messages_out: AtomicU64,
-    bytes_out: AtomicU64,
+    /// Messages and bytes in and out: added to by every read and write of every session.
+    traffic: StripedTraffic,
     /// Payload bytes compression kept off the wire, negative when it added some (a message
     /// compressed with context that grew). Only sessions that compress touch it: writing
     /// uncompressed costs no extra atomic.
@@ -71,10 +72,7 @@ impl Counters {
         metrics::register();
         Self {
             connects: AtomicU64::new(0),
-            messages_in: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            messages_out: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
+            traffic: StripedTraffic::new(),
             wire_bytes_saved: AtomicI64::new(0),
             compressions: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -94,8 +92,8 @@ impl Counters {
     }
 
     pub(crate) fn received(&self, bytes: usize) {
-        self.messages_in.fetch_add(1, Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        self.traffic
+            .add((Traffic::MessagesIn, 1), (Traffic::BytesIn, bytes as u64));
         #[cfg(feature = "metrics")]
         metrics::received(bytes);
     }
@@ -103,8 +101,10 @@ impl Counters {
     /// `wire_bytes`: the payload bytes as written, compressed where they were.
     /// Messages written: `bytes` of payload, of which compression kept `saved` off the wire.
     pub(crate) fn sent(&self, messages: usize, bytes: usize, saved: i64) {
-        self.messages_out.fetch_add(messages as u64, Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        self.traffic.add(
+            (Traffic::MessagesOut, messages as u64),
+            (Traffic::BytesOut, bytes as u64),
+        );
         if saved != 0 {
             self.wire_bytes_saved.fetch_add(saved, Relaxed);
         }
@@ -234,11 +234,13 @@ impl Melody {
                 self.hub.registry.len()
             },
             connects: read(&counters.connects),
-            messages_in: read(&counters.messages_in),
-            bytes_in: read(&counters.bytes_in),
-            messages_out: read(&counters.messages_out),
-            bytes_out: read(&counters.bytes_out),
-            wire_bytes_out: read(&counters.bytes_out)
+            messages_in: counters.traffic.get(Traffic::MessagesIn),
+            bytes_in: counters.traffic.get(Traffic::BytesIn),
+            messages_out: counters.traffic.get(Traffic::MessagesOut),
+            bytes_out: counters.traffic.get(Traffic::BytesOut),
+            wire_bytes_out: counters
+                .traffic
+                .get(Traffic::BytesOut)
                 .saturating_add_signed(-counters.wire_bytes_saved.load(Relaxed)),
             compressions: read(&counters.compressions),
             dropped: read(&counters.dropped),
