@@ -51,7 +51,9 @@ async fn main() -> Result<(), BoxError> {
     let melody = Melody::with_config(
         Config::default()
             .message_rate_limit(rate, rate.saturating_mul(2))
-            .max_message_size(16 * 1024),
+            .max_message_size(16 * 1024)
+            // A refused name is a close code the page can read (4401).
+            .close_on_auth_refusal(true),
     );
     melody.on_auth(|request| {
         let name = request
@@ -119,6 +121,16 @@ async fn main() -> Result<(), BoxError> {
         .route(
             "/",
             get(|| async { Html(include_str!("../../melody/examples/live.html")) }),
+        )
+        // The melody-client bundle the page imports.
+        .route(
+            "/melody-client.js",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+                    include_str!("../../../clients/js/dist/melody-client.js"),
+                )
+            }),
         )
         .route("/ws", get(melody.handler()));
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());

@@ -99,6 +99,16 @@ async fn main() -> std::io::Result<()> {
 
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("live.html")) }))
+        // The melody-client bundle the page imports (built by `npm run build` in clients/js).
+        .route(
+            "/melody-client.js",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+                    include_str!("../../../clients/js/dist/melody-client.js"),
+                )
+            }),
+        )
         .route("/ws", get(melody.handler()));
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:5000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -97,6 +97,16 @@ async fn main() -> std::io::Result<()> {
     let stats = melody.clone();
     let app = Router::new()
         .route("/", get(|| async { Html(include_str!("typed.html")) }))
+        // The melody-client bundle the page imports (built by `npm run build` in clients/js).
+        .route(
+            "/melody-client.js",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+                    include_str!("../../../clients/js/dist/melody-client.js"),
+                )
+            }),
+        )
         .route("/ws", get(melody.handler()))
         .route(
             "/stats",

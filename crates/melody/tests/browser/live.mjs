@@ -16,6 +16,9 @@
 // (c) bob's connection is cut; alice sees him leave and sends MISSED numbered messages.
 // (d) bob reconnects and shows exactly what he had plus the missed messages; both pages list
 //     both members again; messages after the reconnect go both ways, none twice.
+// (e) a visitor whose credential the server calls expired (the name `expired`: close 4401
+//     `token expired` right after the upgrade) is asked for it once more, refused again, and
+//     stops: the page shows the refusal and the name form, and no third connection is made.
 
 import net from 'node:net';
 
@@ -327,7 +330,23 @@ await runTest('live', async (browser, url) => {
         throw new TestFailure(`page ${visitor.label} ended with status ${JSON.stringify(state)}, expected "connected"`);
       }
     }
-    assertNoPageErrors(alice, bob);
+
+    // (e) A refusal the page can read: it stops instead of retrying.
+    const expired = await openPage(browser, url, 'expired');
+    await expired.page.locator('#name').fill('expired');
+    await expired.page.locator('#name').press('Enter');
+    await waitUntil(expired.page, 'page expired to show #status[data-state=closed] (refused for good)', () =>
+      document.getElementById('status')?.dataset.state === 'closed');
+    const refusal = await expired.page.evaluate(() => ({
+      text: document.getElementById('status').textContent,
+      login: !document.getElementById('login').hidden,
+      sockets: window.__melodyTestSockets.length,
+    }));
+    if (!refusal.text.includes('token expired') || !refusal.login || refusal.sockets !== 2) {
+      throw new TestFailure(`page expired shows ${JSON.stringify(refusal)}; expected the reason "token expired", ` +
+        'the name form again, and exactly 2 connections (the first, and one with the credential asked again)');
+    }
+    assertNoPageErrors(alice, bob, expired);
   } finally {
     proxy.close();
   }
