@@ -43,6 +43,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use melody::live::{
     Feed, History, HistoryStore, ReadFrom, StoreError, StoreFuture, StreamPosition, StreamRead,
+    new_epoch,
 };
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -187,7 +188,7 @@ impl NatsHistory {
                 statistics,
                 stream,
                 stream_name,
-                markers: format!("{root}.m.{:016x}", rand_u64()),
+                markers: format!("{root}.m.{}", new_epoch()),
                 root,
                 connected_at,
                 tails: Mutex::default(),
@@ -630,22 +631,6 @@ fn limit(size: usize) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
 }
 
-/// A fresh epoch: 64 random bits.
-fn new_epoch() -> String {
-    format!("{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos()),
-    );
-    hasher.finish()
-}
-
 fn jetstream_error(error: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::JetStream(Box::new(error))
 }
@@ -676,6 +661,5 @@ mod tests {
         assert!(decode_topic("abc").is_err());
         assert!(decode_topic("zz").is_err());
         assert!(decode_topic("ff").is_err(), "not UTF-8");
-        assert_ne!(new_epoch(), new_epoch());
     }
 }

@@ -14,16 +14,14 @@
 //! their history is gone.
 
 use std::{
-    collections::hash_map::RandomState,
     fmt,
-    hash::{BuildHasher, Hasher},
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use futures_util::StreamExt;
 use melody::live::{
-    Feed, History, HistoryStore, ReadFrom, StoreFuture, StreamPosition, StreamRead,
+    Feed, History, HistoryStore, ReadFrom, StoreFuture, StreamPosition, StreamRead, new_epoch,
 };
 use redis::{
     Client, Script,
@@ -381,17 +379,6 @@ async fn subscribe(client: &Client, channel: &str, limit: Duration) -> Result<Pu
     .map_err(Error::from)
 }
 
-/// A fresh epoch: 64 bits that differ between processes and calls.
-fn new_epoch() -> String {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_nanos()),
-    );
-    format!("{:016x}", hasher.finish())
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
@@ -434,6 +421,5 @@ mod tests {
         assert!(decode(br#"["t","e",1,"not json"]"#).is_err());
         assert_eq!(entry_offset("42-0").unwrap(), 42);
         assert!(entry_offset("x-0").is_err());
-        assert_ne!(new_epoch(), new_epoch());
     }
 }

@@ -113,6 +113,19 @@ pub(crate) fn recoverable(
         && since.offset + 1 >= oldest_kept
 }
 
+/// A fresh epoch: 64 random bits from the operating system, in hex. A stream starts with
+/// one; a [`HistoryStore`](super::HistoryStore) starting a stream uses one too.
+///
+/// ```
+/// let epoch = melody::live::new_epoch();
+/// assert_eq!(epoch.len(), 16);
+/// assert_ne!(epoch, melody::live::new_epoch());
+/// ```
+#[must_use]
+pub fn new_epoch() -> String {
+    format!("{:016x}", crate::core::random::u64())
+}
+
 /// The stream of one topic.
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -125,7 +138,7 @@ pub(crate) struct Stream {
 impl Stream {
     pub(crate) fn new(limits: History) -> Self {
         Self {
-            epoch: format!("{:016x}", crate::core::random::u64()),
+            epoch: new_epoch(),
             offset: 0,
             entries: VecDeque::new(),
             limits,

@@ -96,7 +96,7 @@ use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
 pub use self::{
-    history::{History, StreamPosition},
+    history::{History, StreamPosition, new_epoch},
     store::{Feed, HistoryStore, ReadFrom, StoreError, StoreFuture, StreamRead},
     wire::{MAX_TOPIC_LEN, Member},
 };
