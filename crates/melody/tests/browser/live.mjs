@@ -8,7 +8,10 @@
 // both sides of every connection and refuses new ones for a while. Bob's page must notice
 // (an abnormal close, not a clean one), the server must drop his session (alice sees him
 // leave), and once the proxy lets him through again his page must reconnect on its own and
-// show every message alice sent meanwhile, exactly once and in order.
+// show every message alice sent meanwhile, exactly once and in order. The proxy can also stall
+// (forward nothing, close nothing): a half-open connection that only the client's heartbeat
+// watchdog can notice, so bob's page asks for short heartbeats (`?heartbeat=…&heartbeatTimeout=…`,
+// see live.html); alice's page keeps the defaults.
 //
 // (a) alice and bob enter their names, get connected and land in room lobby; each page lists
 //     both members.
@@ -19,6 +22,14 @@
 // (e) a visitor whose credential the server calls expired (the name `expired`: close 4401
 //     `token expired` right after the upgrade) is asked for it once more, refused again, and
 //     stops: the page shows the refusal and the name form, and no third connection is made.
+// (f) bob's connection goes half-open: the proxy stalls it (nothing forwarded either way,
+//     nothing closed) and holds new connections unanswered. Bob's page gives the connection up
+//     itself (close 4000 `heartbeat timeout`, its socket left closing since no closing
+//     handshake gets through) within heartbeatInterval + heartbeatTimeout (+ slack) and shows
+//     it is disconnected, then reconnecting; the server cannot tell (alice still lists bob)
+//     and alice sends MISSED more messages. Once the proxy forwards again, bob's page is
+//     connected on its own and shows everything once, in order; the old connection's closing
+//     handshake completes, both pages list alice and bob, and a live message arrives once.
 
 import net from 'node:net';
 
@@ -46,18 +57,60 @@ const RECONNECT_TIMEOUT_MS = 30_000;
 const ABNORMAL_CLOSURE = 1006;
 
 /**
+ * Bob's heartbeat, passed in his page's URL (live.html: `?heartbeat=` and `?heartbeatTimeout=`
+ * become the client's `heartbeatInterval` and `heartbeatTimeout`; defaults 25 s and 10 s): his
+ * page pings after HEARTBEAT_MS without a message and gives the connection up if nothing
+ * arrives within HEARTBEAT_TIMEOUT_MS after. Not tighter: on a loaded machine a live
+ * connection must not miss its answer by accident.
+ */
+const HEARTBEAT_MS = 500;
+const HEARTBEAT_TIMEOUT_MS = 500;
+
+/** Timer and polling lateness allowed on top of HEARTBEAT_MS + HEARTBEAT_TIMEOUT_MS. */
+const WATCHDOG_SLACK_MS = 1_000;
+
+/** The client's close code for the connections it gives up on, and `readyState` CLOSING. */
+const GIVE_UP = 4000;
+const CLOSING = 2;
+
+/**
  * A TCP proxy on a free loopback port forwarding every connection to `target` (a URL's host
- * and port). `cut()` resets both sides of every open connection, as a lost network does
- * (no closing handshake, no FIN), and resets every new connection as soon as it is accepted
- * until `restore()`: the page behind it can neither keep nor get a connection meanwhile.
+ * and port). Two ways to lose the network:
+ *
+ * - `cut()` resets both sides of every open connection, as a lost network does (no closing
+ *   handshake, no FIN), and resets every new connection as soon as it is accepted until
+ *   `restore()`: the page behind it can neither keep nor get a connection meanwhile.
+ * - `stall()` stops forwarding in both directions on every open connection and closes nothing:
+ *   each side still sees an open TCP connection, but nothing it sends arrives (a half-open
+ *   connection, as after a NAT or Wi-Fi that silently dropped the path). Both sockets of each
+ *   connection are unpiped and paused, so the proxy reads no more of either (bytes, and a FIN
+ *   if one comes, wait in its buffers and the kernel's) and writes nothing. A connection
+ *   accepted while stalled is held the same way, unanswered: a black hole does not refuse a
+ *   connection, it leaves it hanging, so the page learns nothing from a refusal and has only
+ *   its own timers to go by. `resume()` forwards again, everything: what waited in the
+ *   buffers is delivered in order, held connections go through as if the path had come back
+ *   while they were being set up, and new ones are forwarded at once.
  */
 async function startProxy(target) {
   const open = new Set();
   let cutOff = false;
   let refused = 0;
+  let stalled = false;
+  let held = 0;
   // An RST rather than a FIN: neither side gets to close cleanly.
   const reset = (socket) => {
     if (!socket.destroyed) socket.resetAndDestroy();
+  };
+  const forward = ({ client, upstream }) => {
+    client.pipe(upstream);
+    upstream.pipe(client);
+  };
+  // Unpiping also pauses each socket (it has no other reader): nothing more is read of it.
+  const hold = ({ client, upstream }) => {
+    client.unpipe(upstream);
+    upstream.unpipe(client);
+    client.pause();
+    upstream.pause();
   };
   const server = net.createServer((client) => {
     // Resets and their echoes are what this proxy is for, not errors of the test.
@@ -79,8 +132,13 @@ async function startProxy(target) {
     };
     client.on('close', drop);
     upstream.on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    if (stalled) {
+      // Not piped, so not read: the request waits in the proxy until `resume()`.
+      held += 1;
+      hold(pair);
+    } else {
+      forward(pair);
+    }
   });
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -104,6 +162,22 @@ async function startProxy(target) {
       cutOff = false;
       const count = refused;
       refused = 0;
+      return count;
+    },
+    /** Stops forwarding on every open connection, closing none, and holds new ones
+     * unanswered; how many connections were open. */
+    stall() {
+      stalled = true;
+      for (const pair of open) hold(pair);
+      return open.size;
+    },
+    /** Forwards again on every connection, held ones included; how many connections were
+     * accepted (and held) since `stall()`. */
+    resume() {
+      stalled = false;
+      for (const pair of open) forward(pair);
+      const count = held;
+      held = 0;
       return count;
     },
     close() {
@@ -236,8 +310,10 @@ await runTest('live', async (browser, url) => {
   try {
     // (a) Both enter; each page lists both (bob from his reply, alice from his `join`).
     const alice = await openPage(browser, url, 'alice');
-    const bobUrl = new URL(`${target.pathname}${target.search}`, `http://127.0.0.1:${proxy.port}`).href;
-    const bob = await openPage(browser, bobUrl, 'bob (through the proxy)');
+    const bobUrl = new URL(`${target.pathname}${target.search}`, `http://127.0.0.1:${proxy.port}`);
+    bobUrl.searchParams.set('heartbeat', String(HEARTBEAT_MS));
+    bobUrl.searchParams.set('heartbeatTimeout', String(HEARTBEAT_TIMEOUT_MS));
+    const bob = await openPage(browser, bobUrl.href, 'bob (through the proxy)');
     await enter(alice, 'alice');
     await enter(bob, 'bob');
     for (const visitor of [alice, bob]) {
@@ -345,6 +421,143 @@ await runTest('live', async (browser, url) => {
     if (!refusal.text.includes('token expired') || !refusal.login || refusal.sockets !== 2) {
       throw new TestFailure(`page expired shows ${JSON.stringify(refusal)}; expected the reason "token expired", ` +
         'the name form again, and exactly 2 connections (the first, and one with the credential asked again)');
+    }
+
+    // (f) Bob's connection goes half-open. Only his page's watchdog can notice: nothing is
+    // closed or reset, and the server (pong wait 60 s) still counts him in. The page records
+    // its status changes, and whether, why and when the client closes its socket itself.
+    const halfOpen = await bob.page.evaluate(() => {
+      const status = document.getElementById('status');
+      window.__liveTimeline = [];
+      new MutationObserver(() => window.__liveTimeline.push({ state: status.dataset.state, text: status.textContent, at: Date.now() }))
+        .observe(status, { attributes: true, attributeFilter: ['data-state'] });
+      const all = window.__melodyTestSockets;
+      const socket = all.at(-1);
+      window.__liveStalled = socket;
+      window.__liveGaveUp = null;
+      window.__liveStalledClose = null;
+      // The client closes a connection it gives up on with `close(4000, reason)`.
+      const close = socket.close.bind(socket);
+      socket.close = (code, reason) => {
+        window.__liveGaveUp ??= { code, reason, at: Date.now() };
+        return close(code, reason);
+      };
+      socket.addEventListener('close', (event) => {
+        window.__liveStalledClose = { code: event.code, wasClean: event.wasClean, reason: event.reason };
+      });
+      return { sockets: all.length, readyState: socket.readyState, state: status.dataset.state };
+    });
+    if (halfOpen.readyState !== 1 || halfOpen.state !== 'connected') {
+      throw new TestFailure(`page bob has ${JSON.stringify(halfOpen)} before the stall, expected an open socket and status "connected"`);
+    }
+    const bobBefore = await messages(bob);
+    const stalledAt = Date.now();
+    const stalled = proxy.stall();
+    if (stalled < 1) {
+      throw new TestFailure("the proxy had no open connection to stall: bob's socket does not go through it");
+    }
+    const watchdog = HEARTBEAT_MS + HEARTBEAT_TIMEOUT_MS;
+    await waitUntil(bob.page, `page bob to show #status[data-state=disconnected] after the stall (heartbeat ${HEARTBEAT_MS} ms + timeout ${HEARTBEAT_TIMEOUT_MS} ms)`,
+      () => window.__liveTimeline.some(({ state }) => state === 'disconnected'));
+    const noticed = await bob.page.evaluate(() => ({
+      gaveUp: window.__liveGaveUp,
+      readyState: window.__liveStalled.readyState,
+      closed: window.__liveStalledClose,
+      timeline: window.__liveTimeline,
+    }));
+    // The watchdog's doing: the client's own close, not a close event from the network.
+    if (noticed.gaveUp?.code !== GIVE_UP || noticed.gaveUp.reason !== 'heartbeat timeout') {
+      throw new TestFailure(`page bob lost its stalled connection with the client's close ${JSON.stringify(noticed.gaveUp)} ` +
+        `(close event ${JSON.stringify(noticed.closed)}), expected close(${GIVE_UP}, "heartbeat timeout")`);
+    }
+    // Still half-open: the closing handshake cannot get through, so the socket stays CLOSING.
+    if (noticed.readyState !== CLOSING || noticed.closed !== null) {
+      throw new TestFailure(`bob's stalled socket is in readyState ${noticed.readyState} (close event ${JSON.stringify(noticed.closed)}) ` +
+        `after the client closed it, expected ${CLOSING} (closing, no close event): the proxy must hold its closing handshake`);
+    }
+    const disconnected = noticed.timeline.find(({ state }) => state === 'disconnected');
+    if (noticed.timeline[0] !== disconnected) {
+      throw new TestFailure(`page bob's status went ${JSON.stringify(noticed.timeline)} after the stall, expected "disconnected" first`);
+    }
+    const gaveUpAfter = noticed.gaveUp.at - stalledAt;
+    const shownAfter = disconnected.at - stalledAt;
+    if (shownAfter > watchdog + WATCHDOG_SLACK_MS) {
+      throw new TestFailure(`page bob showed "disconnected" ${shownAfter} ms after the stall, expected within ` +
+        `${watchdog} ms (heartbeat + timeout) + ${WATCHDOG_SLACK_MS} ms slack`);
+    }
+    // The server cannot tell either: bob's old session is still in lobby.
+    const aliceSees = await members(alice);
+    if (JSON.stringify(aliceSees) !== JSON.stringify(['alice', 'bob'])) {
+      throw new TestFailure(`page alice lists ${JSON.stringify(aliceSees)} while bob's connection is stalled, expected ` +
+        '["alice","bob"]: nothing was closed, so the server still has his session');
+    }
+
+    const missedStalled = [];
+    for (let i = 1; i <= MISSED; i++) {
+      const text = `stalled ${i} of ${MISSED} ${tag}`;
+      await say(alice, 'alice', text);
+      missedStalled.push(`alice: ${text}`);
+    }
+    // The page retries after its backoff delay (shown in its status); the proxy holds that
+    // attempt unanswered, so the page stays "reconnecting".
+    const retryIn = Number(/retrying in ([\d.]+) s/.exec(disconnected.text)?.[1] ?? NaN) * 1000;
+    const retryTimeout = (Number.isFinite(retryIn) ? retryIn : 0) + STEP_TIMEOUT_MS;
+    try {
+      await bob.page.waitForFunction((count) => window.__melodyTestSockets.length > count &&
+        document.getElementById('status').dataset.state === 'connecting',
+      halfOpen.sockets, { timeout: retryTimeout, polling: 'raf' });
+    } catch {
+      throw new TestFailure(`page bob did not try to reconnect within ${retryTimeout} ms while stalled ` +
+        `(status changes ${JSON.stringify(await bob.page.evaluate(() => window.__liveTimeline))})`);
+    }
+    const duringStall = await bob.page.evaluate(() => ({
+      text: document.getElementById('status').textContent,
+      state: document.getElementById('status').dataset.state,
+      sockets: window.__melodyTestSockets.map((ws) => ws.readyState),
+      shown: window.__liveShownMessages(),
+    }));
+    if (!duringStall.text.startsWith('reconnecting') || duringStall.sockets.at(-1) !== 0) {
+      throw new TestFailure(`page bob shows status ${JSON.stringify(duringStall.text)} with sockets in states ` +
+        `${JSON.stringify(duringStall.sockets)} while stalled, expected "reconnecting …" and its new socket still connecting`);
+    }
+    if (JSON.stringify(duringStall.shown) !== JSON.stringify(bobBefore)) {
+      throw new TestFailure(`page bob shows ${JSON.stringify(duringStall.shown)} while stalled, expected still ${JSON.stringify(bobBefore)}`);
+    }
+
+    // The path comes back: held bytes and connections go through, new ones are forwarded.
+    const held = proxy.resume();
+    const resumedAt = Date.now();
+    try {
+      await bob.page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'connected',
+        null, { timeout: RECONNECT_TIMEOUT_MS, polling: 'raf' });
+    } catch {
+      throw new TestFailure(`page bob did not reconnect within ${RECONNECT_TIMEOUT_MS} ms after the proxy forwarded again ` +
+        `(status changes ${JSON.stringify(await bob.page.evaluate(() => window.__liveTimeline))})`);
+    }
+    const reconnectedAfter = Date.now() - resumedAt;
+    const stallAttempts = await bob.page.evaluate((count) => window.__melodyTestSockets.length - count, halfOpen.sockets);
+    console.log(`bob's page gave its half-open connection up ${gaveUpAfter} ms after the stall and showed it ` +
+      `${shownAfter} ms after (heartbeat ${HEARTBEAT_MS} + timeout ${HEARTBEAT_TIMEOUT_MS} ms); the stall lasted ` +
+      `${resumedAt - stalledAt} ms; bob reconnected ${reconnectedAfter} ms after the proxy forwarded again ` +
+      `(${stallAttempts} connection attempt(s) after the stall, ${held} held by the proxy)`);
+    const afterStall = [...bobBefore, ...missedStalled];
+    await expectMessages(bob, afterStall, 'what bob had, then every message alice sent while his connection was stalled, once each');
+    // The old connection's closing handshake got through too: the server ended that session.
+    await waitUntil(bob.page, "bob's stalled socket to finish closing once the proxy forwarded again",
+      () => window.__liveStalled.readyState === 3);
+    for (const visitor of [alice, bob]) {
+      await expectMembers(visitor, ['alice', 'bob'], "bob's old session ended, his new one is in lobby");
+    }
+    const afterResume = `after the stall ${tag}`;
+    await say(alice, 'alice', afterResume);
+    const all = [...afterStall, `alice: ${afterResume}`];
+    await expectMessages(bob, all, 'recovered messages, then a live one, none twice');
+    await expectMessages(alice, all, 'alice saw every message as it was sent');
+    for (const visitor of [alice, bob]) {
+      const state = await status(visitor);
+      if (state !== 'connected') {
+        throw new TestFailure(`page ${visitor.label} ended with status ${JSON.stringify(state)}, expected "connected"`);
+      }
     }
     assertNoPageErrors(alice, bob, expired);
   } finally {
