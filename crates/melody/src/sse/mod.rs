@@ -51,8 +51,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 
+pub(crate) use self::stream::Index;
 use self::stream::Limits;
-pub(crate) use self::stream::{Index, Past, PendingPast};
+#[cfg(feature = "live")]
+pub(crate) use self::stream::{Past, PendingPast};
 pub use self::{event::Event, resolver::TopicResolver, stats::SseStats};
 use crate::{
     Closed, Melody, UpgradeRejection,
