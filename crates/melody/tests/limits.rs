@@ -128,6 +128,14 @@ async fn auth_runs_before_a_connection_slot_is_taken() {
     }
     let _client = connect_with(limited_addr, "/ws?ok", &[]).await;
     eventually(|| limited.all().len() == 1).await;
+    // The hub is full now: a refused request still gets its own answer, and only the auth
+    // refusal is counted.
+    assert_eq!(
+        http_request(limited_addr, &upgrade_request("")).await.0,
+        401
+    );
+    let rejections = limited.stats().rejections;
+    assert_eq!((rejections.auth, rejections.max_connections), (4, 0));
 }
 
 #[tokio::test]

@@ -63,7 +63,18 @@ pub(crate) async fn upgrade(
     if hub.is_closed() {
         return Err(UpgradeRejection::Closed);
     }
-    let authorized = hub.authorize(&parts).await;
+    // A refusal is the HTTP response, before any slot is taken; told after the upgrade
+    // (`close_on_auth_refusal`), it needs the upgrade and so a slot.
+    let told_later = match hub.authorize(&parts).await {
+        Ok(granted) => {
+            keys.extend(granted);
+            None
+        }
+        Err(UpgradeRejection::Auth(rejection)) if hub.config.close_on_auth_refusal => {
+            Some(rejection)
+        }
+        Err(refused) => return Err(refused),
+    };
     let Some(slot) = Slot::acquire(hub) else {
         hub.counters.rejected(Reason::MaxConnections);
         return Err(UpgradeRejection::TooManyConnections);
@@ -72,14 +83,10 @@ pub(crate) async fn upgrade(
         .extensions
         .remove::<OnUpgrade>()
         .ok_or(UpgradeRejection::NotUpgradable)?;
-    match authorized {
-        Ok(granted) => keys.extend(granted),
-        Err(UpgradeRejection::Auth(rejection)) if hub.config.close_on_auth_refusal => {
-            refusal::close_after_upgrade(hub, on_upgrade, slot, &rejection);
-            // Told in the close frame: the handshake itself succeeds, with nothing negotiated.
-            return Ok(handshake.accept());
-        }
-        Err(refused) => return Err(refused),
+    if let Some(rejection) = told_later {
+        refusal::close_after_upgrade(hub, on_upgrade, slot, &rejection);
+        // Told in the close frame: the handshake itself succeeds, with nothing negotiated.
+        return Ok(handshake.accept());
     }
     let addrs = (
         remote_addr(&parts),
