@@ -49,7 +49,7 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use tokio::{runtime::Handle, task::AbortHandle};
 
-use crate::{Error, NatsOptions, subjects::Subjects};
+use crate::{Error, NatsOptions, driver::lock, subjects::Subjects};
 
 const EPOCH: &str = "Melody-Epoch";
 const OFFSET: &str = "Melody-Offset";
@@ -523,10 +523,16 @@ async fn feeder(inner: &Inner, feed: &Feed) {
                     continue;
                 }
             };
-            if let Ok(info) = message.info() {
-                next = info.stream_sequence + 1;
+            // Where the message sits in the stream (its reply subject says; `None` for one
+            // without).
+            let place = message
+                .info()
+                .ok()
+                .map(|info| (info.stream_sequence, info.published));
+            if let Some((sequence, _)) = place {
+                next = sequence + 1;
             }
-            if let Err(error) = hand_over(inner, feed, &message) {
+            if let Err(error) = hand_over(inner, feed, &message, place) {
                 tracing::warn!(%error, subject = %message.subject, "nats history: a message that does not decode");
             }
         }
@@ -534,7 +540,13 @@ async fn feeder(inner: &Inner, feed: &Feed) {
 }
 
 /// One message of the stream to the hub: a publication, this store's marker, or nothing.
-fn hand_over(inner: &Inner, feed: &Feed, message: &jetstream::Message) -> Result<(), StoreError> {
+/// `place`: its stream sequence and time.
+fn hand_over(
+    inner: &Inner,
+    feed: &Feed,
+    message: &jetstream::Message,
+    place: Option<(u64, OffsetDateTime)>,
+) -> Result<(), StoreError> {
     let subject = message.subject.as_str();
     if subject == inner.markers {
         let (topic, marker): (String, String) = serde_json::from_slice(&message.payload)?;
@@ -551,12 +563,12 @@ fn hand_over(inner: &Inner, feed: &Feed, message: &jetstream::Message) -> Result
     let headers = message.headers.as_ref().ok_or("no headers")?;
     let offset: u64 = header(headers, OFFSET)?.parse()?;
     let epoch = header(headers, EPOCH)?;
-    if let Ok(info) = message.info() {
+    if let Some((sequence, time)) = place {
         let tail = Tail {
-            sequence: info.stream_sequence,
+            sequence,
             epoch: epoch.to_owned(),
             offset,
-            time: info.published,
+            time,
         };
         remember(inner, subject, tail);
     }
@@ -633,12 +645,6 @@ fn limit(size: usize) -> i64 {
 
 fn jetstream_error(error: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::JetStream(Box::new(error))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for NatsHistory {

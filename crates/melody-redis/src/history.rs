@@ -30,7 +30,7 @@ use redis::{
 use serde_json::value::RawValue;
 use tokio::{runtime::Handle, task::AbortHandle, time::timeout};
 
-use crate::{Error, RedisOptions};
+use crate::{Error, RedisOptions, driver::lock};
 
 /// Appends a publication: counts its offset, adds it, trims, sets the expiry, publishes.
 const APPEND: &str = r"
@@ -383,12 +383,6 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl fmt::Debug for RedisHistory {
