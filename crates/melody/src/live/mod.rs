@@ -59,8 +59,8 @@
 //!   with history then works only when its publisher and all its subscribers are on one node;
 //!   with several nodes, use a store. With a [`HistoryStore`] shared
 //!   by the nodes ([`Live::store`]; Redis: `melody_redis::RedisHistory`, NATS JetStream:
-//!   `melody_nats::NatsHistory`), each topic has one
-//!   stream and one order, the store's, whichever node publishes; every node gets every
+//!   `melody_nats::NatsHistory`), each topic has one stream and one order, the store's,
+//!   whichever node publishes; every node gets every
 //!   publication from the store in that order, and a client recovers on any node what was
 //!   published on any node, with the same seam (the subscriber joins the topic's deliveries
 //!   only once its node's feed has caught up with what its reply told it). Presence events
@@ -223,9 +223,9 @@ impl Live {
     }
 
     /// Keeps the histories in `store`, shared by every node of a cluster (e.g.
-    /// `melody_redis::RedisHistory`, `melody_nats::NatsHistory`), instead of this node's memory: one order per topic (the
-    /// store's), whichever node publishes, and a subscriber recovers on any node what was
-    /// published on any node.
+    /// `melody_redis::RedisHistory`, `melody_nats::NatsHistory`), instead of this node's
+    /// memory: one order per topic (the store's), whichever node publishes, and a subscriber
+    /// recovers on any node what was published on any node.
     pub fn store(mut self, store: impl HistoryStore) -> Self {
         self.store = Some(Arc::new(store));
         self
