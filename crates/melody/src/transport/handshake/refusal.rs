@@ -22,7 +22,7 @@ use crate::{
     },
     protocol::{
         close::CloseCode,
-        frames::{Control, close_payload, put_control},
+        frames::{Control, FrameReader, close_payload, put_control},
     },
 };
 
@@ -61,12 +61,17 @@ pub(super) fn close_after_upgrade(
             // The client answers with its own close frame (perhaps after messages it sent
             // on opening): read up to it, so that the TCP close comes after it rather than
             // resetting the connection under a close frame on its way.
-            let mut read = Vec::new();
-            let mut buf = [0u8; 512];
-            while read.len() < MAX_DRAIN && !holds_close_frame(&read) {
+            // The project's frame reader is done at a close frame (or at a violation).
+            let mut reader = FrameReader::new(MAX_DRAIN);
+            let (mut buf, mut drained) = ([0u8; 512], 0);
+            while drained < MAX_DRAIN && !reader.is_done() {
                 match io.read(&mut buf).await? {
                     0 => break,
-                    n => read.extend_from_slice(&buf[..n]),
+                    n => {
+                        drained += n;
+                        reader.feed(&buf[..n]);
+                        while reader.pop().is_some() {}
+                    }
                 }
             }
             // Given back before the TCP close, so that once the client sees the end, the
@@ -82,42 +87,6 @@ pub(super) fn close_after_upgrade(
     });
 }
 
-/// Whether `bytes` (client frames, from the first) hold a whole close frame.
-fn holds_close_frame(mut bytes: &[u8]) -> bool {
-    while let [first, second, rest @ ..] = bytes {
-        let (length, rest) = match second & 0x7f {
-            126 if rest.len() >= 2 => (
-                u64::from(u16::from_be_bytes([rest[0], rest[1]])),
-                &rest[2..],
-            ),
-            127 if rest.len() >= 8 => {
-                let (length, rest) = rest.split_at(8);
-                (
-                    u64::from_be_bytes(length.try_into().expect("8 bytes")),
-                    rest,
-                )
-            }
-            126 | 127 => return false,
-            length => (u64::from(length), rest),
-        };
-        let masked = if second & 0x80 == 0 { 0 } else { 4 };
-        let Some(size) = usize::try_from(length)
-            .ok()
-            .and_then(|n| n.checked_add(masked))
-        else {
-            return false;
-        };
-        if rest.len() < size {
-            return false;
-        }
-        if first & 0x0f == 0x8 {
-            return true;
-        }
-        bytes = &rest[size..];
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use http::StatusCode;
@@ -130,25 +99,5 @@ mod tests {
         assert_eq!(code(StatusCode::UNAUTHORIZED), 4401);
         assert_eq!(code(StatusCode::FORBIDDEN), 4403);
         assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE), 4503);
-    }
-
-    #[test]
-    fn finds_the_close_frame_after_other_frames() {
-        let text = [0x81, 0x82, 1, 2, 3, 4, b'h', b'i'];
-        let close = [0x88, 0x82, 1, 2, 3, 4, 0x03, 0xE8];
-        assert!(!holds_close_frame(&text));
-        assert!(holds_close_frame(&[&text[..], &close[..]].concat()));
-        assert!(!holds_close_frame(&[&text[..], &close[..7]].concat()));
-        let long = [
-            &[0x82, 0xFE, 0x01, 0x00, 0, 0, 0, 0][..],
-            &[0; 256][..],
-            &close[..],
-        ]
-        .concat();
-        assert!(holds_close_frame(&long));
-        assert!(!holds_close_frame(&[0x82, 0xFF, 0xFF]));
-        assert!(!holds_close_frame(&[
-            0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF
-        ]));
     }
 }
