@@ -14,9 +14,10 @@ use http::Request;
 
 use super::{
     LiveHub, MAX_TOPIC_LEN,
-    history::{History, Replay, Stream, StreamPosition, recoverable},
+    history::{History, Replay, Stream, StreamPosition},
     state::LiveState,
     store::{HistoryStore, ReadFrom, StreamRead},
+    stored::recovers,
 };
 use crate::sse::{Event, Past, PendingPast, Sse, SseResponse, TopicResolver};
 
@@ -157,10 +158,7 @@ fn read_past(
                 StreamRead::default()
             }
         };
-        let complete = read.position.as_ref().is_some_and(|at| {
-            let oldest = read.oldest.unwrap_or(at.offset + 1);
-            recoverable(&since, at, oldest, max) && read.publications.len() <= max
-        });
+        let complete = recovers(&read, &since, max);
         let Some(at) = read.position.filter(|_| complete) else {
             return Past {
                 backlog: VecDeque::from([not_recovered()]),

@@ -225,6 +225,16 @@ fn superseded(waiting: &mut Vec<Waiting>, id: crate::SessionId) {
     waiting.retain(|w| w.session.id() != id || w.answered.is_none());
 }
 
+/// Whether a store's read made from `since` (after its offset, for `max + 1` publications)
+/// holds everything published since: same epoch, nothing trimmed or expired in between, at
+/// most `max` missed.
+pub(super) fn recovers(read: &StreamRead, since: &StreamPosition, max: usize) -> bool {
+    read.position.as_ref().is_some_and(|at| {
+        let oldest = read.oldest.unwrap_or(at.offset + 1);
+        recoverable(since, at, oldest, max) && read.publications.len() <= max
+    })
+}
+
 /// The subscriber's position and publications: the store's read, moved on by what the feed
 /// delivered while it was in flight.
 fn merge(
@@ -245,9 +255,8 @@ fn merge(
             publications: read.publications.into_iter().map(entry).collect(),
             recovered: None,
         },
-        (Replay::Since(since), Some(at)) => {
-            let oldest = read.oldest.unwrap_or(at.offset + 1);
-            if recoverable(since, at, oldest, max) && read.publications.len() <= max {
+        (Replay::Since(since), Some(_)) => {
+            if recovers(&read, since, max) {
                 Recovery {
                     publications: read.publications.into_iter().map(entry).collect(),
                     recovered: Some(true),
