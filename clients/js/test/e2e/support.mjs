@@ -7,7 +7,6 @@
 // example themselves (`MELODY_LIVE_BIN`, default <workspace>/target/debug/examples/live).
 
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -97,99 +96,4 @@ export async function connected(client, label = 'the client') {
   await until(`${label} to connect`, () => client.state === 'connected');
 }
 
-/**
- * A TCP proxy on a free loopback port in front of `target` (a URL's host and port):
- * - `cut()` resets both sides of every open connection (no closing handshake, no FIN: a lost
- *   network) and resets every new one until `restore()`;
- * - `freeze()` stops forwarding bytes in both directions without closing anything (a
- *   half-open connection: a peer or a network that vanished silently), new connections
- *   included, until `thaw()`.
- */
-export async function startProxy(target) {
-  const open = new Set();
-  let cutOff = false;
-  let frozen = false;
-  let refused = 0;
-  const reset = (socket) => {
-    if (!socket.destroyed) socket.resetAndDestroy();
-  };
-  const forward = ({ client, upstream }) => {
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
-    upstream.resume();
-  };
-  const hold = ({ client, upstream }) => {
-    client.unpipe(upstream);
-    upstream.unpipe(client);
-    client.pause();
-    upstream.pause();
-  };
-  const server = net.createServer((client) => {
-    client.on('error', () => {});
-    if (cutOff) {
-      refused += 1;
-      reset(client);
-      return;
-    }
-    const upstream = net.connect(Number(target.port), target.hostname);
-    upstream.on('error', () => {});
-    const pair = { client, upstream };
-    open.add(pair);
-    const drop = () => {
-      open.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', drop);
-    upstream.on('close', drop);
-    if (frozen) hold(pair);
-    else forward(pair);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    port: server.address().port,
-    /** How many connections are open through the proxy. */
-    get connections() {
-      return open.size;
-    },
-    /** How many connections were refused since the last `cut()`. */
-    get refused() {
-      return refused;
-    },
-    cut() {
-      cutOff = true;
-      const count = open.size;
-      for (const { client, upstream } of [...open]) {
-        reset(client);
-        reset(upstream);
-      }
-      open.clear();
-      return count;
-    },
-    restore() {
-      cutOff = false;
-      const count = refused;
-      refused = 0;
-      return count;
-    },
-    freeze() {
-      frozen = true;
-      for (const pair of open) hold(pair);
-    },
-    thaw() {
-      frozen = false;
-      for (const pair of open) forward(pair);
-    },
-    close() {
-      for (const { client, upstream } of open) {
-        client.destroy();
-        upstream.destroy();
-      }
-      server.close();
-    },
-  };
-}
+export { startProxy } from './proxy.mjs';

@@ -48,14 +48,14 @@ test('a half-open connection is detected by the heartbeat and replaced once traf
     assert.ok(!bob.log.some((entry) => entry.event === 'disconnected'), 'no disconnect while the connection works');
 
     const frozenAt = Date.now();
-    proxy.freeze();
+    proxy.stall();
     await until('the watchdog to give the silent connection up', () =>
       bob.log.some((entry) => entry.event === 'disconnected'), HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + SLACK + 2000);
     const noticed = bob.log.find((entry) => entry.event === 'disconnected');
     const after = noticed.at - frozenAt;
     assert.equal(noticed.reason, 'heartbeat timeout');
     assert.equal(noticed.willReconnect, true);
-    assert.ok(after <= HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + SLACK, `noticed ${after} ms after the freeze`);
+    assert.ok(after <= HEARTBEAT_INTERVAL + HEARTBEAT_TIMEOUT + SLACK, `noticed ${after} ms after the stall`);
 
     await alice.client.request('say', { room, text: 'while bob was silent' });
     // Attempts made while the proxy is silent never get an answer: the connect timeout ends them.
@@ -63,7 +63,7 @@ test('a half-open connection is detected by the heartbeat and replaced once traf
       bob.log.some((entry) => entry.event === 'disconnected' && entry.reason === 'connect timeout'));
     assert.notEqual(bob.client.state, 'connected');
 
-    proxy.thaw();
+    proxy.resume();
     await until('bob to reconnect and resubscribe', () => bob.client.state === 'connected' && bobRoom.state === 'subscribed' && subscribed.length === 2);
     assert.equal(subscribed[1].recovered, true);
     assert.deepEqual(bobSaw, ['while bob was silent']);
