@@ -204,14 +204,7 @@ impl LiveState {
         }
         // The application's code runs outside the topic's lock: `info` before, `on_join`
         // after (either may use the LiveHub, on this topic too).
-        let member = features.presence.then(|| Member {
-            id: session.id(),
-            info: self
-                .settings
-                .info
-                .as_ref()
-                .map_or(Value::Null, |info| info(session)),
-        });
+        let member = features.presence.then(|| self.member(session));
         // Listed for the session's disconnect before anything can make it a subscriber.
         self.index(session.id(), topic, true);
         let outcome = self.with_topic(topic, |name, inner| {
@@ -433,6 +426,19 @@ impl LiveState {
             let reached = melody.topic(&**name).send(message)?;
             Ok((Some(offset), reached))
         })
+    }
+
+    /// `session` as a member: its id and the info the application exposes (`Live::info`).
+    /// Runs the application's code: never under a topic's lock.
+    pub(super) fn member(&self, session: &Session) -> Member {
+        Member {
+            id: session.id(),
+            info: self
+                .settings
+                .info
+                .as_ref()
+                .map_or(Value::Null, |info| info(session)),
+        }
     }
 
     /// The members of `topic` on every node: this node's, then the others' as known here.

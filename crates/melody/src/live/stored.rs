@@ -11,14 +11,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, value::RawValue};
+use serde_json::value::RawValue;
 
 use super::{
     history::{Entry, History, Recovery, Replay, StreamPosition, recoverable},
     rules::Features,
     state::{LiveState, SubscribeError, Subscription, Waiting},
     store::{ReadFrom, StreamRead},
-    wire::{self, Member},
+    wire,
 };
 use crate::{Melody, Session};
 
@@ -118,14 +118,7 @@ impl LiveState {
             return Err(SubscribeError::Reply("no history store".into()));
         };
         let max = self.settings.max_recover;
-        let member = features.presence.then(|| Member {
-            id: session.id(),
-            info: self
-                .settings
-                .info
-                .as_ref()
-                .map_or(Value::Null, |info| info(session)),
-        });
+        let member = features.presence.then(|| self.member(session));
         let id = session.id();
         let marker = self
             .next_marker
