@@ -7,7 +7,7 @@ use std::{panic::AssertUnwindSafe, sync::Arc};
 use futures_util::{FutureExt, future::CatchUnwind};
 use tokio::{sync::Semaphore, time::Instant};
 
-use super::{Connection, End, MAX_CONCURRENT_HANDLERS, Step};
+use super::{Connection, End, Flow, MAX_CONCURRENT_HANDLERS, Step};
 use crate::{
     core::{
         dispatch::{BoxFuture, Handlers, OnMessage, guarded, panic_error, spawn_guarded},
@@ -20,13 +20,11 @@ use crate::{
 };
 
 impl Connection {
-    /// Handles one inbound frame; `Some` ends the session.
-    pub(super) async fn inbound(&mut self, item: Inbound) -> Option<End> {
+    /// Handles one inbound frame; only an async handler that has to wait is left to await.
+    pub(super) fn inbound(&mut self, item: Inbound) -> Flow<'_> {
         match self.handle(item) {
-            Step::Done(end) => end,
-            // Only async handlers are awaited here; everything else stays synchronous, which
-            // keeps the session's task small.
-            Step::Await(handlers, future) => self.drive(&handlers, future).await,
+            Step::Done(end) => Flow::Done(end),
+            Step::Await(handlers, future) => self.drive(handlers, future),
         }
     }
 
@@ -168,26 +166,26 @@ impl Connection {
     /// Awaits an async handler while still writing queued messages, sending pings, and watching
     /// for close requests and the pong deadline, so a handler that waits on its own session
     /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
-    async fn drive(&mut self, handlers: &Arc<Handlers>, future: BoxFuture) -> Option<End> {
+    fn drive(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Flow<'_> {
         let mut future = AssertUnwindSafe(future).catch_unwind();
         // Most handlers finish without waiting (their writes find room): skip the machinery.
         if let Some(result) = (&mut future).now_or_never() {
-            return result.err().map(|panic| self.panicked(handlers, panic));
+            return Flow::Done(result.err().map(|panic| self.panicked(&handlers, panic)));
         }
         // Boxed for the same reason as the closing phase: rare, and not to be paid for inline.
-        Box::pin(self.drive_waiting(handlers, future)).await
+        Flow::Wait(Box::pin(self.drive_waiting(handlers, future)))
     }
 
     async fn drive_waiting(
         &mut self,
-        handlers: &Arc<Handlers>,
+        handlers: Arc<Handlers>,
         mut future: CatchUnwind<AssertUnwindSafe<BoxFuture>>,
     ) -> Option<End> {
         let session = self.session.clone();
         loop {
             tokio::select! {
                 result = &mut future => {
-                    return result.err().map(|panic| self.panicked(handlers, panic));
+                    return result.err().map(|panic| self.panicked(&handlers, panic));
                 }
                 // A close request or a dead peer ends the session now; the handler's future is
                 // dropped (cancelled) rather than awaited, as it may be waiting on this very

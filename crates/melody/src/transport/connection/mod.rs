@@ -7,10 +7,18 @@
 
 mod deflate;
 mod inbound;
+mod write;
 
 use deflate::Outbound;
 
-use std::{any::Any, collections::VecDeque, net::SocketAddr, pin::Pin, sync::Arc, task::Poll};
+use std::{
+    any::Any,
+    collections::VecDeque,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
@@ -24,7 +32,7 @@ use tracing::Instrument;
 
 use bytes::Bytes;
 
-use super::io::{Cursor, Io, Socket};
+use super::io::{Io, Socket};
 use crate::{
     core::{
         data::Keys,
@@ -122,6 +130,28 @@ enum Step {
     Done(Option<End>),
     /// An async handler's future, to be awaited by the session.
     Await(Arc<Handlers>, BoxFuture),
+}
+
+/// How far handling an event got without waiting: done (`Some` ends the session), or a wait.
+/// Almost every event is handled at once (a write the socket takes, a synchronous handler);
+/// the rare wait is boxed, so that an idle session's task does not carry room for it.
+enum Flow<'a> {
+    Done(Option<End>),
+    Wait(Pin<Box<dyn Future<Output = Option<End>> + Send + 'a>>),
+}
+
+/// Awaited, a flow resolves to how the session goes on once the event is handled: `Some` ends
+/// it. A future by hand rather than an async fn: an async fn would keep its argument and its
+/// locals apart, and this sits in every idle session's task.
+impl Future for Flow<'_> {
+    type Output = Option<End>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<End>> {
+        match self.get_mut() {
+            Flow::Done(end) => Poll::Ready(end.take()),
+            Flow::Wait(wait) => wait.as_mut().poll(cx),
+        }
+    }
 }
 
 /// How the active phase of a connection ended, and so what the closing phase does.
@@ -240,14 +270,13 @@ impl Connection {
                             None => break,
                         }
                     }
-                    let end = match session.outbox().take(&mut self.batch) {
-                        Some(wake) => self.woken(wake).await,
+                    let flow = match session.outbox().take(&mut self.batch) {
+                        Some(wake) => self.woken(wake),
                         // Pongs go out even when there is nothing else to write.
-                        None if self.socket.has_control() => {
-                            self.write_batch().await.err().map(|error| self.failed(error))
-                        }
-                        None => None,
+                        None if self.socket.has_control() => self.write_batch(),
+                        None => Flow::Done(None),
                     };
+                    let end = flow.await;
                     if let Some(end) = end {
                         return end;
                     }
@@ -261,94 +290,26 @@ impl Connection {
         }
     }
 
-    /// Acts on what the outbox woke the task for; `Some` ends the session.
-    async fn woken(&mut self, wake: Wake) -> Option<End> {
+    /// Acts on what the outbox woke the task for.
+    fn woken(&mut self, wake: Wake) -> Flow<'_> {
         match wake {
-            Wake::Messages => self
-                .write_batch()
-                .await
-                .err()
-                .map(|error| self.failed(error)),
-            Wake::Close(frame) => Some(End::Close(frame)),
-            Wake::Abort => Some(End::Drop),
+            Wake::Messages => self.write_batch(),
+            Wake::Close(frame) => Flow::Done(Some(End::Close(frame))),
+            Wake::Abort => Flow::Done(Some(End::Drop)),
         }
-    }
-
-    /// Writes the batch taken from the queue with one flush, then tells the "sent" handlers.
-    async fn write_batch(&mut self) -> Result<(), Error> {
-        let write_wait = self.session.hub().config.write_wait;
-        if write_wait.is_zero() {
-            // No time at all to write in: every write times out (Go melody's behaviour with
-            // a zero `WriteWait`), even one the socket would take at once.
-            return Err(Error::WriteTimeout(write_wait));
-        }
-        // Control frames (pongs) go first and whole, so frames never interleave. Most writes
-        // complete at once (the socket buffer has room); only a write that has to wait becomes
-        // a future, with a timer, boxed so that it takes no room in an idle session.
-        let wire = match &mut self.deflate {
-            Some(deflate) => {
-                deflate.prepare(&self.batch, &self.session.hub().counters);
-                &deflate.wire[..]
-            }
-            None => &[],
-        };
-        // Counted before the write, while `wire` is at hand; a failed write ends the session.
-        let bytes: usize = self.batch.iter().map(Message::len).sum();
-        // What compression kept off the wire; nothing to add up when nothing was compressed.
-        let saved: i64 = wire
-            .iter()
-            .zip(&self.batch)
-            .map(|(compressed, message)| match compressed {
-                Some(compressed) => message.len() as i64 - compressed.len() as i64,
-                None => 0,
-            })
-            .sum();
-        let mut cursor = Cursor::default();
-        let written = match self.socket.try_write(&self.batch, wire, &mut cursor) {
-            Poll::Ready(result) => Ok(result),
-            Poll::Pending => {
-                let rest = self.socket.write_rest(&self.batch, wire, cursor);
-                Box::pin(timeout(write_wait, rest)).await
-            }
-        };
-        match written {
-            Err(_) => return Err(Error::WriteTimeout(write_wait)),
-            Ok(Err(error)) => return Err(error.into()),
-            Ok(Ok(())) => {}
-        }
-        self.session
-            .hub()
-            .counters
-            .sent(self.batch.len(), bytes, saved);
-        let handlers = self.session.hub().handlers();
-        if handlers.wants_sent() {
-            for message in &self.batch {
-                let sent = if message.is_text() {
-                    &handlers.sent_text
-                } else {
-                    &handlers.sent_binary
-                };
-                if let Some(sent) = sent {
-                    if let Err(panic) = guarded(|| sent(&self.session, message)) {
-                        handlers.report(&self.session, &panic_error(panic));
-                    }
-                }
-            }
-        }
-        self.batch.clear();
-        Ok(())
     }
 
     /// The liveness timer fired: end a session whose pong is overdue, send a ping when one is
     /// due, and re-arm for whichever comes next.
-    async fn on_timer(&mut self) -> Option<End> {
+    fn on_timer(&mut self) -> Flow<'_> {
         let config = &self.session.hub().config;
         let (period, pong_wait) = (config.effective_ping_period(), config.pong_wait);
         let now = Instant::now();
         if now >= self.pong_deadline {
-            return Some(self.failed(Error::PongTimeout(pong_wait)));
+            return Flow::Done(Some(self.failed(Error::PongTimeout(pong_wait))));
         }
-        if now >= self.next_ping {
+        let ping = now >= self.next_ping;
+        if ping {
             // A ping period without a burst: let go of what the last one grew.
             self.socket.shrink();
             self.session.outbox().shrink();
@@ -358,19 +319,15 @@ impl Connection {
             if let Some(deflate) = &mut self.deflate {
                 deflate.shrink();
             }
-            if let Err(error) = self.send_ping().await {
-                return Some(self.failed(error));
-            }
             self.next_ping = now + period;
         }
         let next = self.next_ping.min(self.pong_deadline);
         self.timer.as_mut().reset(next);
-        None
-    }
-
-    async fn send_ping(&mut self) -> Result<(), Error> {
-        self.socket.queue_control(Control::Ping, &[]);
-        self.write_batch().await
+        if ping {
+            self.socket.queue_control(Control::Ping, &[]);
+            return self.write_batch();
+        }
+        Flow::Done(None)
     }
 
     /// Reports an error and decides how the session ends because of it.
