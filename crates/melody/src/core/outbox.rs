@@ -12,7 +12,7 @@ use std::{
         Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    task::Poll,
+    task::{Context, Poll},
 };
 
 use futures_util::task::AtomicWaker;
@@ -148,14 +148,20 @@ impl Outbox {
     /// Waits until there is something for the reader. Messages are appended to `batch`.
     /// Cancel safe: nothing is taken unless this returns.
     pub(crate) async fn wait(&self, batch: &mut VecDeque<Message>) -> Wake {
-        poll_fn(|cx| {
-            self.reader.register(cx.waker());
-            match self.take(batch) {
-                Some(wake) => Poll::Ready(wake),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx, batch)).await
+    }
+
+    /// [`Outbox::wait`] as a poll: `Pending` keeps the waker to wake.
+    pub(crate) fn poll_wait(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Message>,
+    ) -> Poll<Wake> {
+        self.reader.register(cx.waker());
+        match self.take(batch) {
+            Some(wake) => Poll::Ready(wake),
+            None => Poll::Pending,
+        }
     }
 
     /// Waits for an abort only; queued messages and close requests are left alone.

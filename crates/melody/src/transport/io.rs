@@ -98,7 +98,8 @@ pub(crate) struct Socket {
     reader: FrameReader,
     /// Encoded control frames (pongs, pings, the close) waiting for the next write.
     control: BytesMut,
-    budget: Option<FrameBudget>,
+    /// Boxed: most hubs set no frame rate limit, and a session should not carry its room.
+    budget: Option<Box<FrameBudget>>,
 }
 
 impl Socket {
@@ -119,10 +120,12 @@ impl Socket {
                 None => reader,
             },
             control: BytesMut::new(),
-            budget: budget.map(|(per_frame, tolerance)| FrameBudget {
-                per_frame,
-                tolerance,
-                next: Instant::now(),
+            budget: budget.map(|(per_frame, tolerance)| {
+                Box::new(FrameBudget {
+                    per_frame,
+                    tolerance,
+                    next: Instant::now(),
+                })
             }),
         }
     }
@@ -133,7 +136,7 @@ impl Socket {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Inbound>>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Inbound>>> {
         loop {
             if let Some(item) = self.reader.pop() {
                 return Poll::Ready(Some(Ok(item)));

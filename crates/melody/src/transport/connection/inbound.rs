@@ -2,12 +2,12 @@
 //! run inline, awaited in place, or spawned (at most [`MAX_CONCURRENT_HANDLERS`] per session)
 //! under concurrent message handling.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::{io, panic::AssertUnwindSafe, sync::Arc};
 
 use futures_util::{FutureExt, future::CatchUnwind};
 use tokio::{sync::Semaphore, time::Instant};
 
-use super::{Connection, End, Flow, MAX_CONCURRENT_HANDLERS, Step};
+use super::{Connection, End, Flow, MAX_CONCURRENT_HANDLERS, READ_AHEAD, Step};
 use crate::{
     core::{
         dispatch::{BoxFuture, Handlers, OnMessage, guarded, panic_error, spawn_guarded},
@@ -20,11 +20,77 @@ use crate::{
 };
 
 impl Connection {
-    /// Handles one inbound frame; only an async handler that has to wait is left to await.
-    pub(super) fn inbound(&mut self, item: Inbound) -> Flow<'_> {
-        match self.handle(item) {
-            Step::Done(end) => Flow::Done(end),
-            Step::Await(handlers, future) => self.drive(handlers, future),
+    /// Handles `next` and every frame that has already arrived after it (at most
+    /// [`READ_AHEAD`] in all, `handled` of them already), then writes all the replies with one
+    /// flush. Replies still go out ahead of a later failure or close: the close path writes
+    /// what is queued before the close frame. Only an async handler that has to wait makes
+    /// this wait, and the rest of the read then goes on after it.
+    pub(super) fn read(
+        &mut self,
+        mut next: Option<io::Result<Inbound>>,
+        mut handled: usize,
+    ) -> Flow<'_> {
+        loop {
+            handled += 1;
+            match next {
+                Some(Ok(item)) => match self.handle(item) {
+                    Step::Done(None) => {}
+                    Step::Done(end) => return Flow::Done(end),
+                    Step::Await(handlers, future) => {
+                        let mut future = AssertUnwindSafe(future).catch_unwind();
+                        // Most handlers finish without waiting (their writes find room).
+                        match (&mut future).now_or_never() {
+                            Some(Ok(())) => {}
+                            Some(Err(panic)) => {
+                                return Flow::Done(Some(self.panicked(&handlers, panic)));
+                            }
+                            None => {
+                                let rest = self.read_after(handlers, future, handled);
+                                return Flow::Wait(Box::pin(rest));
+                            }
+                        }
+                    }
+                },
+                Some(Err(error)) => return Flow::Done(Some(self.failed(error.into()))),
+                // The stream ended without a close frame.
+                None => return Flow::Done(Some(self.failed(Error::AbnormalClosure))),
+            }
+            if handled == READ_AHEAD {
+                break;
+            }
+            match self.socket.next().now_or_never() {
+                Some(item) => next = item,
+                None => break,
+            }
+        }
+        self.replies()
+    }
+
+    /// The rest of [`Connection::read`] after an async handler that had to wait.
+    async fn read_after(
+        &mut self,
+        handlers: Arc<Handlers>,
+        future: CatchUnwind<AssertUnwindSafe<BoxFuture>>,
+        handled: usize,
+    ) -> Option<End> {
+        if let Some(end) = self.drive_waiting(handlers, future).await {
+            return Some(end);
+        }
+        if handled < READ_AHEAD {
+            if let Some(next) = self.socket.next().now_or_never() {
+                return self.read(next, handled).await;
+            }
+        }
+        self.replies().await
+    }
+
+    /// Writes what handling the frames queued: messages (or the close they asked for), and
+    /// pongs even when there is nothing else to write.
+    fn replies(&mut self) -> Flow<'_> {
+        match self.session.outbox().take(&mut self.batch) {
+            Some(wake) => self.woken(wake),
+            None if self.socket.has_control() => self.write_batch(),
+            None => Flow::Done(None),
         }
     }
 
@@ -166,16 +232,6 @@ impl Connection {
     /// Awaits an async handler while still writing queued messages, sending pings, and watching
     /// for close requests and the pong deadline, so a handler that waits on its own session
     /// (queue room, a channel) can neither deadlock nor keep a dead session alive.
-    fn drive(&mut self, handlers: Arc<Handlers>, future: BoxFuture) -> Flow<'_> {
-        let mut future = AssertUnwindSafe(future).catch_unwind();
-        // Most handlers finish without waiting (their writes find room): skip the machinery.
-        if let Some(result) = (&mut future).now_or_never() {
-            return Flow::Done(result.err().map(|panic| self.panicked(&handlers, panic)));
-        }
-        // Boxed for the same reason as the closing phase: rare, and not to be paid for inline.
-        Flow::Wait(Box::pin(self.drive_waiting(handlers, future)))
-    }
-
     async fn drive_waiting(
         &mut self,
         handlers: Arc<Handlers>,

@@ -14,13 +14,14 @@ use deflate::Outbound;
 use std::{
     any::Any,
     collections::VecDeque,
+    future::poll_fn,
+    io,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
@@ -132,6 +133,16 @@ enum Step {
     Await(Arc<Handlers>, BoxFuture),
 }
 
+/// What woke an active session.
+enum Event {
+    /// Queued messages, a close request, or a shutdown's abort.
+    Outbox(Wake),
+    /// A frame from the client; `None`: the stream ended.
+    Read(Option<io::Result<Inbound>>),
+    /// The liveness timer (ping due, or pong overdue).
+    Timer,
+}
+
 /// How far handling an event got without waiting: done (`Some` ends the session), or a wait.
 /// Almost every event is handled at once (a write the socket takes, a synchronous handler);
 /// the rare wait is boxed, so that an idle session's task does not carry room for it.
@@ -180,6 +191,8 @@ struct Connection {
     in_flight: Option<Arc<Semaphore>>,
     /// permessage-deflate's writer, when agreed (boxed: most sessions have none).
     deflate: Option<Box<Outbound>>,
+    /// Which event source is polled first next time (see `poll_event`).
+    turn: u8,
 }
 
 impl Connection {
@@ -202,6 +215,7 @@ impl Connection {
             rate_limit,
             in_flight: None,
             deflate,
+            turn: 0,
         }
     }
 
@@ -210,22 +224,9 @@ impl Connection {
     /// taken by value cost 400 bytes of every session's task.
     async fn run(&mut self) {
         let registered = Registered::new(self.session.clone());
-        let hub = self.session.hub().clone();
-        tracing::debug!(session = %self.session.id(), remote = ?self.session.remote_addr(), "session connected");
-        if hub.is_closed() {
-            // The hub closed while this session was being upgraded.
-            self.session.request_close(hub.lifecycle.close_frame());
-        }
-        let handlers = hub.handlers();
-        let end = match &handlers.connect {
-            Some(connect) => match guarded(|| connect(&self.session)) {
-                Ok(()) => None,
-                Err(end) => Some(self.panicked(&handlers, end)),
-            },
-            None => None,
-        };
-        drop(handlers);
-        let end = match end {
+        // Only the registration and the active loop are kept across the wait: what `start`
+        // uses is gone before it.
+        let end = match self.start() {
             Some(end) => end,
             None => self.active().await,
         };
@@ -236,58 +237,68 @@ impl Connection {
         drop(registered);
     }
 
-    /// Serves the session until it ends. The branches are polled in random order so that a
-    /// steady stream of outbound messages cannot starve reading (and so pongs), nor the reverse.
+    /// Runs the connect handler; `Some` ends the session before it starts (a panic, or a hub
+    /// closed while it was being upgraded).
+    fn start(&mut self) -> Option<End> {
+        let hub = self.session.hub().clone();
+        tracing::debug!(session = %self.session.id(), remote = ?self.session.remote_addr(), "session connected");
+        if hub.is_closed() {
+            // The hub closed while this session was being upgraded.
+            self.session.request_close(hub.lifecycle.close_frame());
+        }
+        let handlers = hub.handlers();
+        match &handlers.connect {
+            Some(connect) => match guarded(|| connect(&self.session)) {
+                Ok(()) => None,
+                Err(end) => Some(self.panicked(&handlers, end)),
+            },
+            None => None,
+        }
+    }
+
+    /// Serves the session until it ends: waits for the next event, handles it at once, and
+    /// awaits only what has to wait (boxed). A loop of plain functions rather than a
+    /// `select!` of async branches: the task keeps room only for the event and one boxed
+    /// wait, which is most of what an idle session's task holds.
     async fn active(&mut self) -> End {
-        let session = self.session.clone();
         loop {
-            tokio::select! {
-                wake = session.outbox().wait(&mut self.batch) => {
-                    if let Some(end) = self.woken(wake).await {
-                        return end;
-                    }
-                }
-                next = self.socket.next() => {
-                    // Handle every frame that has already arrived, then write all the replies
-                    // with one flush. Replies still go out ahead of a later failure or close:
-                    // the close path writes what is queued before the codec's close frame.
-                    let mut next = next;
-                    for handled in 1.. {
-                        let end = match next {
-                            Some(Ok(item)) => self.inbound(item).await,
-                            Some(Err(error)) => Some(self.failed(error.into())),
-                            // The stream ended without a close frame.
-                            None => Some(self.failed(Error::AbnormalClosure)),
-                        };
-                        if let Some(end) = end {
-                            return end;
-                        }
-                        if handled == READ_AHEAD {
-                            break;
-                        }
-                        match self.socket.next().now_or_never() {
-                            Some(item) => next = item,
-                            None => break,
-                        }
-                    }
-                    let flow = match session.outbox().take(&mut self.batch) {
-                        Some(wake) => self.woken(wake),
-                        // Pongs go out even when there is nothing else to write.
-                        None if self.socket.has_control() => self.write_batch(),
-                        None => Flow::Done(None),
-                    };
-                    let end = flow.await;
-                    if let Some(end) = end {
-                        return end;
-                    }
-                }
-                () = &mut self.timer => {
-                    if let Some(end) = self.on_timer().await {
-                        return end;
-                    }
-                }
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            let flow = match event {
+                Event::Outbox(wake) => self.woken(wake),
+                Event::Read(next) => self.read(next, 0),
+                Event::Timer => self.on_timer(),
+            };
+            if let Some(end) = flow.await {
+                return end;
             }
         }
+    }
+
+    /// The next event: the outbox, the socket and the timer are polled in turn, each time
+    /// starting with the next one, so that a steady stream of outbound messages cannot starve
+    /// reading (and so pongs), nor the reverse. Each source not ready keeps the waker.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        self.turn = (self.turn + 1) % 3;
+        for source in (0..3).map(|i| (self.turn + i) % 3) {
+            let ready = match source {
+                0 => match self.session.outbox().poll_wait(cx, &mut self.batch) {
+                    Poll::Ready(wake) => Some(Event::Outbox(wake)),
+                    Poll::Pending => None,
+                },
+                1 => match self.socket.poll_next(cx) {
+                    Poll::Ready(next) => Some(Event::Read(next)),
+                    Poll::Pending => None,
+                },
+                _ => match self.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Some(Event::Timer),
+                    Poll::Pending => None,
+                },
+            };
+            if let Some(event) = ready {
+                return Poll::Ready(event);
+            }
+        }
+        Poll::Pending
     }
 
     /// Acts on what the outbox woke the task for.
