@@ -374,14 +374,15 @@ async fn only_the_kept_headers_stay_on_the_session() {
     let session = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
     assert_eq!(session.headers().len(), 1);
     assert_eq!(session.headers()["cookie"], "a=b");
-    // axum's copy of the URI is not kept a second time.
+    // axum's copy of the URI is not kept a second time, nor the address the session keeps.
+    let extensions = &session.request().extensions;
+    assert!(extensions.get::<axum::extract::OriginalUri>().is_none());
     assert!(
-        session
-            .request()
-            .extensions
-            .get::<axum::extract::OriginalUri>()
+        extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .is_none()
     );
+    assert!(session.remote_addr().is_some());
 }
 
 // Finding 7: topics per session are capped.

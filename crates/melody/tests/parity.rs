@@ -350,6 +350,9 @@ async fn local_and_remote_addr_are_the_two_ends_of_the_connection() {
     assert_eq!(session.local_addr(), Some(stream.peer_addr().unwrap()));
     assert_eq!(session.local_addr(), Some(addr));
     assert_eq!(session.remote_addr(), Some(stream.local_addr().unwrap()));
+    // Kept once, as the session's own: not also as request extensions.
+    assert!(session.request().extensions.get::<RemoteAddr>().is_none());
+    assert!(session.request().extensions.get::<LocalAddr>().is_none());
 }
 
 /// Go: `ErrClosed`, `ErrSessionClosed`, `ErrMessageBufferFull` keep Go's messages; `ErrWriteClosed`

@@ -229,13 +229,17 @@ impl Session {
     ///
     /// The headers that only served the handshake (`Connection`, `Upgrade` and
     /// `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are not kept, nor those left out by
-    /// [`Config::keep_headers`](crate::Config::keep_headers).
+    /// [`Config::keep_headers`](crate::Config::keep_headers). Nor are the extensions that
+    /// carried the connection's addresses ([`RemoteAddr`](crate::RemoteAddr),
+    /// [`LocalAddr`](crate::LocalAddr), axum's `ConnectInfo<SocketAddr>`): they are
+    /// [`remote_addr`](Self::remote_addr) and [`local_addr`](Self::local_addr). Every session
+    /// holds its request head for its whole life, so it holds nothing twice.
     #[must_use]
     pub fn request(&self) -> &Parts {
         &self.inner.request
     }
 
-    /// The upgrade request's method (always `GET`).
+    /// The upgrade request's method: `GET`, or `CONNECT` for a WebSocket over HTTP/2.
     #[must_use]
     pub fn method(&self) -> &Method {
         &self.inner.request.method

@@ -182,6 +182,14 @@ fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
     }
     parts.headers = headers;
     parts.uri = own_uri(&parts.uri);
+    // The addresses become the session's own (`remote_addr`, `local_addr`): the extensions
+    // they came from are not kept a second time (a boxed value each, 32 bytes and more).
+    parts.extensions.remove::<RemoteAddr>();
+    parts.extensions.remove::<LocalAddr>();
+    #[cfg(feature = "axum")]
+    parts
+        .extensions
+        .remove::<::axum::extract::ConnectInfo<SocketAddr>>();
     // axum's router keeps the URI as it came as well: kept only where it differs (a nested
     // router strips a prefix), so a session never holds the same URI twice.
     #[cfg(feature = "axum")]
