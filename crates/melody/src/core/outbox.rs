@@ -9,7 +9,7 @@ use std::{
     collections::VecDeque,
     future::poll_fn,
     sync::{
-        Mutex, MutexGuard,
+        Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
@@ -39,7 +39,8 @@ pub(crate) enum Wake {
 #[derive(Default)]
 struct State {
     messages: VecDeque<Message>,
-    close: Option<CloseFrame>,
+    /// Boxed: asked for once in a session's life, and kept out of every idle session's room.
+    close: Option<Box<CloseFrame>>,
     /// No more messages are accepted.
     closed: bool,
 }
@@ -49,8 +50,9 @@ pub(crate) struct Outbox {
     capacity: usize,
     reader: AtomicWaker,
     aborted: AtomicBool,
-    /// Writers waiting for room (`write_async`), woken when the reader drains.
-    room: Notify,
+    /// Writers waiting for room (`write_async`), woken when the reader drains. Created by the
+    /// first writer that has to wait: most sessions never have one.
+    room: OnceLock<Box<Notify>>,
     waiting: AtomicUsize,
 }
 
@@ -61,7 +63,7 @@ impl Outbox {
             capacity: capacity.max(1),
             reader: AtomicWaker::new(),
             aborted: AtomicBool::new(false),
-            room: Notify::new(),
+            room: OnceLock::new(),
             waiting: AtomicUsize::new(0),
         }
     }
@@ -101,7 +103,7 @@ impl Outbox {
             Err((PushError::Full, message)) => message,
         };
         loop {
-            let room = self.room.notified();
+            let room = self.room.get_or_init(|| Box::new(Notify::new())).notified();
             tokio::pin!(room);
             self.waiting.fetch_add(1, Ordering::SeqCst);
             room.as_mut().enable();
@@ -126,17 +128,25 @@ impl Outbox {
             return false;
         }
         state.closed = true;
-        state.close = Some(frame);
+        state.close = Some(Box::new(frame));
         drop(state);
         self.reader.wake();
-        self.room.notify_waiters();
+        self.wake_writers();
         true
     }
 
     /// Stops accepting messages without asking for a close (the connection is ending anyway).
     pub(crate) fn seal(&self) {
         self.lock().closed = true;
-        self.room.notify_waiters();
+        self.wake_writers();
+    }
+
+    /// Wakes the writers waiting for room (there are none if the room was never made: a
+    /// writer makes it before it counts itself as waiting).
+    fn wake_writers(&self) {
+        if let Some(room) = self.room.get() {
+            room.notify_waiters();
+        }
     }
 
     /// Tells the reader to stop at once.
@@ -192,11 +202,11 @@ impl Outbox {
             }
             drop(state);
             if self.waiting.load(Ordering::SeqCst) > 0 {
-                self.room.notify_waiters();
+                self.wake_writers();
             }
             return Some(Wake::Messages);
         }
-        state.close.take().map(Wake::Close)
+        state.close.take().map(|frame| Wake::Close(*frame))
     }
 
     /// Frees the queue's buffer if it is empty (after a burst, so an idle session holds none).

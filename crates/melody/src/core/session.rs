@@ -60,7 +60,13 @@ struct Inner {
     request: Parts,
     remote_addr: Option<SocketAddr>,
     local_addr: Option<SocketAddr>,
-    data: Mutex<HashMap<String, Stored>>,
+    /// Boxed, and only once something is stored: many sessions never store anything, and an
+    /// empty map inline would cost each of them 48 bytes.
+    #[allow(
+        clippy::box_collection,
+        reason = "the box is what keeps an empty session small"
+    )]
+    data: Mutex<Option<Box<HashMap<String, Stored>>>>,
     extensions: Mutex<Extensions>,
     topics: Mutex<Vec<Arc<str>>>,
 }
@@ -86,7 +92,7 @@ impl Session {
             request,
             remote_addr: addrs.0,
             local_addr: addrs.1,
-            data: Mutex::new(data),
+            data: Mutex::new((!data.is_empty()).then(|| Box::new(data))),
             extensions: Mutex::new(Extensions::new()),
             topics: Mutex::new(Vec::new()),
         };
@@ -279,7 +285,9 @@ impl Session {
     /// # }
     /// ```
     pub fn set<T: Any + Send + Sync>(&self, key: impl AsKey<T>, value: T) {
-        lock(&self.inner.data).insert(key.key_name().to_owned(), Stored::new(value));
+        lock(&self.inner.data)
+            .get_or_insert_default()
+            .insert(key.key_name().to_owned(), Stored::new(value));
     }
 
     /// The value under `key` if there is one and it is a `T` (Go melody's `Get`, typed). Use
@@ -297,7 +305,10 @@ impl Session {
     /// type, when it is not a `T`.
     pub fn try_get<T: Any + Clone>(&self, key: impl AsKey<T>) -> Result<T, DataError> {
         let name = key.key_name();
-        match lock(&self.inner.data).get(name) {
+        match lock(&self.inner.data)
+            .as_ref()
+            .and_then(|data| data.get(name))
+        {
             Some(stored) => stored.read(name),
             None => Err(DataError::Missing {
                 key: name.to_owned(),
@@ -309,7 +320,8 @@ impl Session {
     #[must_use]
     pub fn get_value(&self, key: &str) -> Option<Value> {
         lock(&self.inner.data)
-            .get(key)
+            .as_ref()
+            .and_then(|data| data.get(key))
             .map(|stored| stored.value().clone())
     }
 
@@ -330,7 +342,9 @@ impl Session {
 
     /// Removes the value under `key`; returns whether there was one (Go melody's `UnSet`).
     pub fn unset(&self, key: &str) -> bool {
-        lock(&self.inner.data).remove(key).is_some()
+        lock(&self.inner.data)
+            .as_mut()
+            .is_some_and(|data| data.remove(key).is_some())
     }
 
     /// Stores a typed value, one per type (like [`http::Extensions`]); returns the previous one.
