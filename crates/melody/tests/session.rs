@@ -164,6 +164,45 @@ async fn session_knows_its_request_and_addresses() {
     assert_eq!(session.remote_addr(), Some(client_addr));
 }
 
+// What middleware put into the request reaches the session: the session keeps its request's
+// extensions in a table of their own size, and moves every entry there (axum's own too).
+#[tokio::test]
+async fn extensions_from_middleware_reach_the_session() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct User(&'static str);
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tenant(u32);
+    #[derive(Clone, Debug, PartialEq)]
+    struct Trace(u64);
+    let melody = Melody::new();
+    let (tx, mut sessions) = tokio::sync::mpsc::unbounded_channel();
+    melody.on_connect(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let app = Router::new()
+        .route("/ws", get(melody.handler()))
+        .layer(axum::Extension(User("ada")))
+        .layer(axum::Extension(Tenant(7)))
+        .layer(axum::Extension(Trace(42)));
+    let addr = spawn_served(app, |serve| serve).await;
+    let _client = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    let extensions = &session.request().extensions;
+    assert_eq!(extensions.get::<User>(), Some(&User("ada")));
+    assert_eq!(extensions.get::<Tenant>(), Some(&Tenant(7)));
+    assert_eq!(extensions.get::<Trace>(), Some(&Trace(42)));
+    assert_eq!(
+        extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|path| path.as_str()),
+        Some("/ws")
+    );
+    // The addresses are the session's own, not kept twice.
+    assert!(extensions.get::<melody::RemoteAddr>().is_none());
+    assert!(session.remote_addr().is_some() && session.local_addr().is_some());
+}
+
 #[tokio::test]
 async fn string_keys_set_get_must_get_unset() {
     let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;

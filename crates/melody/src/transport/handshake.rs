@@ -12,7 +12,7 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use http::{HeaderMap, HeaderValue, header, request::Parts};
+use http::{Extensions, HeaderMap, HeaderValue, header, request::Parts};
 use hyper::upgrade::OnUpgrade;
 
 mod check;
@@ -97,11 +97,9 @@ pub(crate) async fn upgrade(
     if let Some(name) = subprotocol {
         parts.extensions.insert(Subprotocol(name));
     }
-    // permessage-deflate: the agreement travels to the session task with the request.
-    if let Some((agreed, _)) = &deflate {
-        parts.extensions.insert(*agreed);
-    }
-    connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot);
+    parts.extensions = tightened(std::mem::take(&mut parts.extensions));
+    let agreed = deflate.as_ref().map(|(agreed, _)| *agreed);
+    connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot, agreed);
 
     let mut response = handshake.accept();
     // What was negotiated is answered alike over both kinds of handshake.
@@ -201,6 +199,24 @@ fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
         }
     }
     Some(parts)
+}
+
+/// The same extensions in a table of their own size. Hyper, the server and the router grew the
+/// table as they inserted into it, and a hash table does not shrink when entries leave (the
+/// session removed several): the session would keep room for twice its entries for its whole
+/// life. The entries, among them other crates' private types, are moved, not copied.
+fn tightened(extensions: Extensions) -> Extensions {
+    if extensions.is_empty() {
+        return Extensions::new();
+    }
+    // `Extensions` only moves entries into a table that exists: one is made with a seed.
+    #[derive(Clone)]
+    struct Seed;
+    let mut tight = Extensions::new();
+    tight.insert(Seed);
+    tight.extend(extensions);
+    tight.remove::<Seed>();
+    tight
 }
 
 /// A copy of the URI in its own allocation.

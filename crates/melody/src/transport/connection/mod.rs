@@ -63,18 +63,18 @@ const READ_AHEAD: usize = 64;
 /// How long a closed connection keeps reading what the peer still sends before it is dropped.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Starts the session task for a request that is being upgraded.
+/// Starts the session task for a request that is being upgraded (`agreed`: permessage-deflate,
+/// when the handshake agreed to it).
 pub(crate) fn spawn(
     hub: Arc<Hub>,
     on_upgrade: OnUpgrade,
-    mut request: Parts,
+    request: Parts,
     keys: Keys,
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
     slot: Slot,
+    agreed: Option<Agreed>,
 ) {
     let task_guard = TaskGuard::new(hub.clone());
-    // permessage-deflate, when the handshake agreed to it.
-    let agreed = request.extensions.remove::<Agreed>();
     // Built before the task so that the task does not carry the request parts: what an async
     // block captures keeps its room in the task for the task's whole life.
     let Keys { values, topics } = keys;
