@@ -1,9 +1,13 @@
-//! The per-connection task: one task owns the socket and selects over inbound frames, the
-//! outbox (queued messages, close requests, shutdown aborts) and one liveness timer (pings and
-//! the pong deadline).
+//! The per-connection task: one task owns the socket and waits on three sources, inbound
+//! frames, the outbox (queued messages, close requests, shutdown aborts) and one liveness timer
+//! (pings and the pong deadline). Each event is handled by a plain function; only what has to
+//! wait (a write the socket did not take, an async handler that has to wait, the closing
+//! handshake) becomes a boxed future, so that an idle session's task stays small (its size is
+//! most of a session's memory: docs/PERFORMANCE_NOTES.md, "Idle memory").
 //!
 //! What an inbound frame does (handler dispatch, async handlers, the rate limit) is in
-//! `inbound.rs`. The socket itself is `../io.rs`; frames are parsed by `protocol::frames`.
+//! `inbound.rs`; writing a batch is `write.rs`. The socket itself is `../io.rs`; frames are
+//! parsed by `protocol::frames`.
 
 mod deflate;
 mod inbound;
