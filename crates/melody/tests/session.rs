@@ -203,6 +203,42 @@ async fn extensions_from_middleware_reach_the_session() {
     assert!(session.remote_addr().is_some() && session.local_addr().is_some());
 }
 
+// Behind a proxy, middleware may say who the client is (`RemoteAddr`) while axum's
+// `ConnectInfo` holds the proxy's address: the session's address is the client's, and the
+// proxy's stays readable in the request.
+#[tokio::test]
+async fn a_remote_addr_from_middleware_wins_and_connect_info_stays() {
+    let client: SocketAddr = "203.0.113.7:4000".parse().unwrap();
+    let melody = Melody::new();
+    let (tx, mut sessions) = tokio::sync::mpsc::unbounded_channel();
+    melody.on_connect(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let app = Router::new()
+        .route("/ws", get(melody.handler()))
+        .layer(axum::Extension(melody::RemoteAddr(client)));
+    let addr = spawn_router(app).await;
+    let ws = connect(addr).await;
+    let session = next_session(&mut sessions).await;
+
+    assert_eq!(session.remote_addr(), Some(client));
+    let tokio_websockets::MaybeTlsStream::Plain(stream) = ws.get_ref();
+    let proxy = stream.local_addr().unwrap();
+    let info = session
+        .request()
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .expect("ConnectInfo says something else: kept");
+    assert_eq!(info.0, proxy);
+    assert!(
+        session
+            .request()
+            .extensions
+            .get::<melody::RemoteAddr>()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn string_keys_set_get_must_get_unset() {
     let (_melody, addr, mut sessions) = hub_with_sessions(Config::default()).await;

@@ -238,8 +238,9 @@ impl Session {
     /// [`Config::keep_headers`](crate::Config::keep_headers). Nor are the extensions that
     /// carried the connection's addresses ([`RemoteAddr`](crate::RemoteAddr),
     /// [`LocalAddr`](crate::LocalAddr), axum's `ConnectInfo<SocketAddr>`): they are
-    /// [`remote_addr`](Self::remote_addr) and [`local_addr`](Self::local_addr). Every session
-    /// holds its request head for its whole life, so it holds nothing twice.
+    /// [`remote_addr`](Self::remote_addr) and [`local_addr`](Self::local_addr). (`ConnectInfo`
+    /// stays when a `RemoteAddr` said something else, as middleware behind a proxy may.) Every
+    /// session holds its request head for its whole life, so it holds nothing twice.
     #[must_use]
     pub fn request(&self) -> &Parts {
         &self.inner.request

@@ -180,14 +180,22 @@ fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
     }
     parts.headers = headers;
     parts.uri = own_uri(&parts.uri);
-    // The addresses become the session's own (`remote_addr`, `local_addr`): the extensions
-    // they came from are not kept a second time (a boxed value each, 32 bytes and more).
+    // The addresses become the session's own (`remote_addr`, `local_addr`, read before this):
+    // the extensions they came from are not kept a second time (a boxed value each). axum's
+    // `ConnectInfo` stays where it says something else (behind a proxy, `RemoteAddr` may be
+    // the client's address and `ConnectInfo` the proxy's).
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts
+        .extensions
+        .remove::<::axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        let remote = parts.extensions.get::<RemoteAddr>().map(|addr| addr.0);
+        if remote.is_some_and(|remote| remote != info.0) {
+            parts.extensions.insert(info);
+        }
+    }
     parts.extensions.remove::<RemoteAddr>();
     parts.extensions.remove::<LocalAddr>();
-    #[cfg(feature = "axum")]
-    parts
-        .extensions
-        .remove::<::axum::extract::ConnectInfo<SocketAddr>>();
     // axum's router keeps the URI as it came as well: kept only where it differs (a nested
     // router strips a prefix), so a session never holds the same URI twice.
     #[cfg(feature = "axum")]
@@ -206,8 +214,12 @@ fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
 /// session removed several): the session would keep room for twice its entries for its whole
 /// life. The entries, among them other crates' private types, are moved, not copied.
 fn tightened(extensions: Extensions) -> Extensions {
-    if extensions.is_empty() {
-        return Extensions::new();
+    match extensions.len() {
+        0 => return Extensions::new(),
+        // The smallest table (4 buckets) holds 3 entries: up to 2 and the seed below. With more,
+        // the seed could push the new table one size up, past the one it replaces.
+        1..=2 => {}
+        _ => return extensions,
     }
     // `Extensions` only moves entries into a table that exists: one is made with a seed.
     #[derive(Clone)]
