@@ -240,7 +240,7 @@ struct Connection<S> {
 
 /// What a connection holds until its first request head has arrived; dropped then.
 struct Pending {
-    /// Its place among the pending connections: see [`Serve::max_pending`].
+    /// Its place among the pending connections: see [`Serve::max_pending`](super::Serve::max_pending).
     _permit: OwnedSemaphorePermit,
     /// Dropped, it tells [`expired`] that the first request came.
     _arrived: oneshot::Sender<()>,
