@@ -12,6 +12,16 @@ use melody::{
 };
 
 /// A hub whose connect handler hands each new session to the test.
+fn melody_with_sessions(config: Config) -> (Melody, tokio::sync::mpsc::UnboundedReceiver<Session>) {
+    let melody = Melody::with_config(config);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    melody.on_connect(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    (melody, rx)
+}
+
+/// [`melody_with_sessions`], served at `/ws`.
 async fn hub_with_sessions(
     config: Config,
 ) -> (
@@ -19,11 +29,7 @@ async fn hub_with_sessions(
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<Session>,
 ) {
-    let melody = Melody::with_config(config);
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    melody.on_connect(move |s| {
-        let _ = tx.send(s.clone());
-    });
+    let (melody, rx) = melody_with_sessions(config);
     let addr = spawn_app(&melody).await;
     (melody, addr, rx)
 }
@@ -174,11 +180,7 @@ async fn extensions_from_middleware_reach_the_session() {
     struct Tenant(u32);
     #[derive(Clone, Debug, PartialEq)]
     struct Trace(u64);
-    let melody = Melody::new();
-    let (tx, mut sessions) = tokio::sync::mpsc::unbounded_channel();
-    melody.on_connect(move |s| {
-        let _ = tx.send(s.clone());
-    });
+    let (melody, mut sessions) = melody_with_sessions(Config::default());
     let app = Router::new()
         .route("/ws", get(melody.handler()))
         .layer(axum::Extension(User("ada")))
@@ -209,11 +211,7 @@ async fn extensions_from_middleware_reach_the_session() {
 #[tokio::test]
 async fn a_remote_addr_from_middleware_wins_and_connect_info_stays() {
     let client: SocketAddr = "203.0.113.7:4000".parse().unwrap();
-    let melody = Melody::new();
-    let (tx, mut sessions) = tokio::sync::mpsc::unbounded_channel();
-    melody.on_connect(move |s| {
-        let _ = tx.send(s.clone());
-    });
+    let (melody, mut sessions) = melody_with_sessions(Config::default());
     let app = Router::new()
         .route("/ws", get(melody.handler()))
         .layer(axum::Extension(melody::RemoteAddr(client)));
