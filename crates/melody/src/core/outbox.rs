@@ -174,6 +174,21 @@ impl Outbox {
         }
     }
 
+    /// Whether [`Outbox::poll_wait`] would be ready, without taking anything (a parked session
+    /// asks this); `Pending` keeps the waker to wake.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.reader.register(cx.waker());
+        if self.aborted.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let state = self.lock();
+        if state.messages.is_empty() && state.close.is_none() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Waits for an abort only; queued messages and close requests are left alone.
     pub(crate) async fn aborted(&self) {
         poll_fn(|cx| {

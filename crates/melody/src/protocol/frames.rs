@@ -206,6 +206,23 @@ impl FrameReader {
         self.done
     }
 
+    /// Whether the reader is between frames with nothing read and not yet taken: it can then
+    /// be dropped and made again with [`FrameReader::new`] (a parked session keeps only its
+    /// inflater).
+    pub(crate) fn is_between_frames(&self) -> bool {
+        self.header_len == 0
+            && self.frame.is_none()
+            && self.message.is_none()
+            && self.ready.is_empty()
+            && self.control.is_empty()
+            && !self.done
+    }
+
+    /// The inflater, for a reader that is dropped between frames.
+    pub(crate) fn into_inflater(self) -> Option<Inflater> {
+        self.inflater
+    }
+
     /// Parses bytes as they came off the socket.
     pub(crate) fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() && !self.done {

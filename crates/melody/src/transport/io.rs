@@ -130,6 +130,61 @@ impl Socket {
         }
     }
 
+    /// What is kept of the socket while its session is parked: the TCP stream, the inflater
+    /// and the frame budget. `Err` gives the socket back when it cannot be parked: a frame is
+    /// half read or not yet taken, control frames wait to be written, hyper's leftover bytes
+    /// are not yet read, or the stream is not a plain TCP stream.
+    #[allow(
+        clippy::result_large_err,
+        reason = "handed back by value: parking moves it whole, once per idle period"
+    )]
+    pub(crate) fn park(self) -> Result<ParkedSocket, Self> {
+        let between_frames =
+            self.io.prefix.is_empty() && self.reader.is_between_frames() && self.control.is_empty();
+        if !between_frames {
+            return Err(self);
+        }
+        let Self {
+            io,
+            reader,
+            control,
+            budget,
+        } = self;
+        match io.inner {
+            Inner::Tcp(stream) => Ok(ParkedSocket {
+                stream,
+                inflater: reader.into_inflater(),
+                budget,
+            }),
+            inner @ Inner::Upgraded(_) => Err(Self {
+                io: Io {
+                    prefix: io.prefix,
+                    inner,
+                },
+                reader,
+                control,
+                budget,
+            }),
+        }
+    }
+
+    /// The socket of a parked session, ready to read and write again.
+    pub(crate) fn unpark(parked: ParkedSocket, max_message: usize) -> Self {
+        let reader = FrameReader::new(max_message);
+        Self {
+            io: Io {
+                prefix: Bytes::new(),
+                inner: Inner::Tcp(parked.stream),
+            },
+            reader: match parked.inflater {
+                Some(inflater) => reader.with_inflater(inflater),
+                None => reader,
+            },
+            control: BytesMut::new(),
+            budget: parked.budget,
+        }
+    }
+
     /// The next thing the client sent. `None` once the stream has ended: the client closed
     /// the TCP stream, or a close frame or a violation ended reading.
     pub(crate) async fn next(&mut self) -> Option<io::Result<Inbound>> {
@@ -252,6 +307,21 @@ impl Socket {
         let mut discard = [0u8; 512];
         while let Ok(Ok(1..)) = tokio::time::timeout(linger, self.io.read(&mut discard)).await {}
         Ok(())
+    }
+}
+
+/// A parked session's socket: what [`Socket`] keeps between frames, without its buffers.
+pub(crate) struct ParkedSocket {
+    stream: TcpStream,
+    inflater: Option<Inflater>,
+    budget: Option<Box<FrameBudget>>,
+}
+
+impl ParkedSocket {
+    /// Whether the client has sent something (or closed); `Pending` keeps the waker to wake.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        // An error is readiness too: the read that follows reports it.
+        self.stream.poll_read_ready(cx).map(|_| ())
     }
 }
 

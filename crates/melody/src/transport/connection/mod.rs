@@ -11,6 +11,7 @@
 
 mod deflate;
 mod inbound;
+mod park;
 mod write;
 
 use deflate::Outbound;
@@ -90,16 +91,23 @@ pub(crate) fn spawn(
         }
     }
     let span = tracing::debug_span!("melody_session", id = session.id().as_u64());
+    // A parked session has no task to carry its span: with a subscriber that wants the span,
+    // sessions do not park.
+    let parking = match hub.config.park_idle_after {
+        Some(_) if !span.is_disabled() => Parking::Never,
+        Some(idle) if idle.is_zero() => Parking::Always,
+        Some(_) => Parking::WhenIdle,
+        None => Parking::Never,
+    };
     let task = async move {
-        // The slot and the task count are released when this task ends, however it ends.
-        let _slot = slot;
-        let _task = task_guard;
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(error) => {
                 tracing::debug!(%error, "websocket upgrade did not complete");
                 session.mark_closed();
                 session.leave_all();
+                // The slot and the task count go with this task.
+                drop((slot, task_guard));
                 return;
             }
         };
@@ -117,8 +125,16 @@ pub(crate) fn spawn(
             config.frame_budget(),
             inflater,
         );
-        let mut connection = Connection::new(socket, session, outbound);
-        connection.run().await;
+        // The slot, the task count and the registration go with the connection, wherever it
+        // goes (a parked session keeps them), and are released when it ends, however it ends.
+        let guards = Guards {
+            _registered: Registered::new(session.clone()),
+            _task: task_guard,
+            _slot: slot,
+        };
+        let mut connection = Connection::new(socket, session, outbound, guards, parking);
+        let end = connection.start();
+        serve(connection, Begin::Connected(end)).await;
     };
     // Entering a span on every poll shows in profiles even when nothing listens; the session
     // gets its span only when a subscriber wants it.
@@ -127,6 +143,63 @@ pub(crate) fn spawn(
     } else {
         tokio::spawn(task.instrument(span));
     }
+}
+
+/// Serves a connection until it ends, or until it parks (then this task ends, and the waker
+/// of its cell spawns this again when the session has something to do).
+async fn serve(mut connection: Connection, begin: Begin) {
+    let end = match begin {
+        Begin::Connected(Some(end)) => end,
+        begin => {
+            if matches!(begin, Begin::Woken) {
+                connection.resumed();
+            }
+            loop {
+                match connection.active().await {
+                    Some(end) => break end,
+                    None => match park::park(connection) {
+                        Ok(()) => return,
+                        // Not parked after all (a frame half read, or something came in as it
+                        // parked): stay for another park check.
+                        Err(back) => {
+                            connection = back;
+                            connection.resumed();
+                        }
+                    },
+                }
+            }
+        }
+    };
+    connection.session.mark_closed();
+    // Boxed: the closing phase runs once, and kept inline it would add its size to every
+    // active session's task.
+    Box::pin(connection.close(end)).await;
+}
+
+/// How a session's task starts.
+enum Begin {
+    /// Just connected (the connect handler has run); `Some` ends the session before it starts.
+    Connected(Option<End>),
+    /// A parked session, woken.
+    Woken,
+}
+
+/// When a session parks (see `park.rs` and [`Config::park_idle_after`](crate::Config)).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parking {
+    Never,
+    /// After a park check without traffic.
+    WhenIdle,
+    /// At every wait.
+    Always,
+}
+
+/// What a session holds until it ends, parked or not.
+struct Guards {
+    /// Dropped first: the disconnect handler runs before the counts below are released.
+    _registered: Registered,
+    _task: TaskGuard,
+    _slot: Slot,
 }
 
 /// How far an inbound frame was handled without waiting.
@@ -143,8 +216,10 @@ enum Event {
     Outbox(Wake),
     /// A frame from the client; `None`: the stream ended.
     Read(Option<io::Result<Inbound>>),
-    /// The liveness timer (ping due, or pong overdue).
+    /// The liveness timer (ping due, pong overdue, or the park check).
     Timer,
+    /// Nothing is ready and the session has been idle since the last park check: it parks.
+    Park,
 }
 
 /// How far handling an event got without waiting: done (`Some` ends the session), or a wait.
@@ -180,6 +255,8 @@ enum End {
 }
 
 struct Connection {
+    /// First: dropped (the disconnect handler run) before the socket closes.
+    guards: Guards,
     socket: Socket,
     session: Session,
     /// Messages taken from the outbox, being written.
@@ -197,19 +274,39 @@ struct Connection {
     deflate: Option<Box<Outbound>>,
     /// Which event source is polled first next time (see `poll_event`).
     turn: u8,
+    /// Where the session waits when it is parked (`park.rs`); made at its first park.
+    cell: Option<Arc<park::Cell>>,
+    /// Whether (and when) the session parks.
+    parking: Parking,
+    /// No traffic since the last park check: at the next wait, the session parks.
+    idle: bool,
+    /// When the timer next checks for idleness (only when the session may park).
+    next_check: Instant,
 }
 
 impl Connection {
-    fn new(socket: Socket, session: Session, deflate: Option<Box<Outbound>>) -> Self {
+    fn new(
+        socket: Socket,
+        session: Session,
+        deflate: Option<Box<Outbound>>,
+        guards: Guards,
+        parking: Parking,
+    ) -> Self {
         let config = &session.hub().config;
         let now = Instant::now();
         let next_ping = now + config.effective_ping_period();
         let pong_deadline = now + config.pong_wait;
-        let timer = Box::pin(sleep_until(next_ping.min(pong_deadline)));
+        let next_check = now + config.park_idle_after.unwrap_or_default();
+        let mut first = next_ping.min(pong_deadline);
+        if parking == Parking::WhenIdle {
+            first = first.min(next_check);
+        }
+        let timer = Box::pin(sleep_until(first));
         let rate_limit = config
             .rate_limit_quota()
             .map(|quota| Box::new(RateLimiter::direct(quota)));
         Self {
+            guards,
             socket,
             session,
             batch: VecDeque::new(),
@@ -220,25 +317,39 @@ impl Connection {
             in_flight: None,
             deflate,
             turn: 0,
+            cell: None,
+            parking,
+            // A session that has had no traffic yet parks at its first wait.
+            idle: true,
+            next_check,
         }
     }
 
-    /// Serves the session to its end. It borrows the connection: an async fn keeps the values
-    /// it is given in its state twice (the argument and the local), which for a connection
-    /// taken by value cost 400 bytes of every session's task.
-    async fn run(&mut self) {
-        let registered = Registered::new(self.session.clone());
-        // Only the registration and the active loop are kept across the wait: what `start`
-        // uses is gone before it.
-        let end = match self.start() {
-            Some(end) => end,
-            None => self.active().await,
-        };
-        self.session.mark_closed();
-        // Boxed: the closing phase runs once, and kept inline it would add its size to every
-        // idle session's task.
-        Box::pin(self.close(end)).await;
-        drop(registered);
+    /// A woken session: it has had traffic (or a reason to wake), so it stays for at least a
+    /// whole park check.
+    fn resumed(&mut self) {
+        self.idle = false;
+        self.next_check = Instant::now() + self.park_after();
+        self.arm_timer();
+    }
+
+    /// How long without traffic between park checks.
+    fn park_after(&self) -> std::time::Duration {
+        self.session
+            .hub()
+            .config
+            .park_idle_after
+            .unwrap_or_default()
+    }
+
+    /// Sets the timer for the next ping, the pong deadline or the park check, whichever
+    /// comes first.
+    fn arm_timer(&mut self) {
+        let mut next = self.next_ping.min(self.pong_deadline);
+        if self.parking == Parking::WhenIdle {
+            next = next.min(self.next_check);
+        }
+        self.timer.as_mut().reset(next);
     }
 
     /// Runs the connect handler; `Some` ends the session before it starts (a panic, or a hub
@@ -263,17 +374,24 @@ impl Connection {
     /// Serves the session until it ends: waits for the next event, handles it at once, and
     /// awaits only what has to wait (boxed). A loop of plain functions rather than a
     /// `select!` of async branches: the task keeps room only for the event and one boxed
-    /// wait, which is most of what an idle session's task holds.
-    async fn active(&mut self) -> End {
+    /// wait. `None`: the session is idle and may park.
+    async fn active(&mut self) -> Option<End> {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let flow = match event {
-                Event::Outbox(wake) => self.woken(wake),
-                Event::Read(next) => self.read(next, 0),
+                Event::Outbox(wake) => {
+                    self.idle = false;
+                    self.woken(wake)
+                }
+                Event::Read(next) => {
+                    self.idle = false;
+                    self.read(next, 0)
+                }
                 Event::Timer => self.on_timer(),
+                Event::Park => return None,
             };
             if let Some(end) = flow.await {
-                return end;
+                return Some(end);
             }
         }
     }
@@ -302,6 +420,14 @@ impl Connection {
                 return Poll::Ready(event);
             }
         }
+        let park = match self.parking {
+            Parking::Never => false,
+            Parking::WhenIdle => self.idle,
+            Parking::Always => true,
+        };
+        if park {
+            return Poll::Ready(Event::Park);
+        }
         Poll::Pending
     }
 
@@ -323,6 +449,11 @@ impl Connection {
         if now >= self.pong_deadline {
             return Flow::Done(Some(self.failed(Error::PongTimeout(pong_wait))));
         }
+        if self.parking == Parking::WhenIdle && now >= self.next_check {
+            // No traffic since this is set, and the session parks at its next wait.
+            self.idle = true;
+            self.next_check = now + self.park_after();
+        }
         let ping = now >= self.next_ping;
         if ping {
             // A ping period without a burst: let go of what the last one grew.
@@ -336,8 +467,7 @@ impl Connection {
             }
             self.next_ping = now + period;
         }
-        let next = self.next_ping.min(self.pong_deadline);
-        self.timer.as_mut().reset(next);
+        self.arm_timer();
         if ping {
             self.socket.queue_control(Control::Ping, &[]);
             return self.write_batch();

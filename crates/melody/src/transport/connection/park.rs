@@ -1,0 +1,253 @@
+//! Parking: an idle session gives up its task. What it keeps is moved into a small cell (the
+//! TCP stream, the timer, the limits and the guards, no buffers), and the cell is the waker of
+//! the three things that can wake it: the socket becoming readable, the outbox, and the liveness
+//! timer. The first of them to fire spawns a new task that takes the connection back.
+//!
+//! Why: a session's task is most of an idle session's memory (the task is ~0.75 KiB; the cell
+//! ~0.2 KiB, docs/PERFORMANCE_NOTES.md "Idle memory"), and most sessions of a real-time server
+//! are idle most of the time. A session parks only after a whole
+//! [`Config::park_idle_after`](crate::Config) without traffic (checked by its liveness timer;
+//! or at once, when it has had none since it connected), so a busy session does not pay for a
+//! spawn per message.
+//!
+//! Waking is race-free without holding a lock while waking: the parker registers the cell's
+//! waker and checks every source while it holds the cell's lock, and a waker that finds the
+//! lock held leaves a `woken` mark that the parker reads once it lets the lock go. Every source
+//! is checked for readiness (not for an edge) when polled, so a wake that came before the
+//! registration is seen by the check.
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, MutexGuard, TryLockError,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Wake, Waker},
+};
+
+use governor::DefaultDirectRateLimiter;
+use tokio::{
+    runtime::Handle,
+    sync::Semaphore,
+    time::{Instant, Sleep},
+};
+
+use super::{Begin, Connection, Guards, Parking, deflate::Outbound, serve};
+use crate::{
+    core::session::Session,
+    transport::io::{ParkedSocket, Socket},
+};
+
+/// What a parked session keeps: the connection without its buffers.
+pub(super) struct Parked {
+    socket: ParkedSocket,
+    session: Session,
+    timer: Pin<Box<Sleep>>,
+    next_ping: Instant,
+    pong_deadline: Instant,
+    rate_limit: Option<Box<DefaultDirectRateLimiter>>,
+    in_flight: Option<Arc<Semaphore>>,
+    deflate: Option<Box<Outbound>>,
+    guards: Guards,
+}
+
+impl Parked {
+    /// Registers `cx` with every source that can wake the session; whether one is ready
+    /// already.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        self.session.outbox().poll_ready(cx).is_ready()
+            || self.socket.poll_readable(cx).is_ready()
+            || self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// A parked session, and the waker of what it waits for. Made at a session's first park and
+/// kept by its connection, so parking again allocates nothing.
+pub(super) struct Cell {
+    parked: Mutex<Option<Parked>>,
+    /// Set by every wake; read by the parker after it lets the lock go (see the module doc).
+    woken: AtomicBool,
+    /// Where the woken session's task is spawned: a waker may run on any thread.
+    runtime: Handle,
+}
+
+impl Cell {
+    fn lock(&self) -> MutexGuard<'_, Option<Parked>> {
+        // Never held across user code: a poisoned lock holds consistent data.
+        self.parked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Wake for Cell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        let parked = match self.parked.try_lock() {
+            Ok(mut parked) => parked.take(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            // The holder sees `woken` when it lets go, or is a waker that takes the session.
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if let Some(parked) = parked {
+            // After a runtime shut down the task is dropped at once, and with it the session
+            // (its disconnect handler runs), as the runtime's own tasks are.
+            let connection = Connection::unpark(parked, self.clone());
+            self.runtime.spawn(serve(connection, Begin::Woken));
+        }
+    }
+}
+
+/// Parks an idle connection; `Err` gives it back when it cannot be parked (a frame is half
+/// read) or something is already waiting for it.
+#[allow(
+    clippy::result_large_err,
+    reason = "handed back by value: parking moves it whole, once per idle period"
+)]
+pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
+    let cell = connection.cell.take().unwrap_or_else(|| {
+        Arc::new(Cell {
+            parked: Mutex::new(None),
+            woken: AtomicBool::new(false),
+            runtime: Handle::current(),
+        })
+    });
+    let parked = match connection.into_parked() {
+        Ok(parked) => parked,
+        Err(mut connection) => {
+            connection.cell = Some(cell);
+            return Err(connection);
+        }
+    };
+    let waker = Waker::from(cell.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut slot = cell.lock();
+    cell.woken.store(false, Ordering::SeqCst);
+    let ready = slot.insert(parked).poll_ready(&mut cx);
+    let back = if ready { slot.take() } else { None };
+    drop(slot);
+    let back = match back {
+        Some(parked) => Some(parked),
+        // A source fired while its waker was being registered, and found the lock held.
+        None if cell.woken.load(Ordering::SeqCst) => cell.lock().take(),
+        None => None,
+    };
+    match back {
+        Some(parked) => Err(Connection::unpark(parked, cell)),
+        None => Ok(()),
+    }
+}
+
+impl Connection {
+    /// The connection without its buffers, if it is between frames with nothing to write.
+    #[allow(
+        clippy::result_large_err,
+        reason = "handed back by value: parking moves it whole, once per idle period"
+    )]
+    fn into_parked(mut self) -> Result<Parked, Self> {
+        if !self.batch.is_empty() {
+            return Err(self);
+        }
+        // Let go of what the last burst grew, and wake only for the next ping or the pong
+        // deadline: a parked session has no park check to make.
+        self.session.outbox().shrink();
+        if let Some(deflate) = &mut self.deflate {
+            deflate.shrink();
+        }
+        self.timer
+            .as_mut()
+            .reset(self.next_ping.min(self.pong_deadline));
+        let Self {
+            guards,
+            socket,
+            session,
+            batch,
+            timer,
+            next_ping,
+            pong_deadline,
+            rate_limit,
+            in_flight,
+            deflate,
+            turn,
+            cell,
+            parking,
+            idle,
+            next_check,
+        } = self;
+        match socket.park() {
+            Ok(socket) => Ok(Parked {
+                socket,
+                session,
+                timer,
+                next_ping,
+                pong_deadline,
+                rate_limit,
+                in_flight,
+                deflate,
+                guards,
+            }),
+            Err(socket) => Err(Self {
+                guards,
+                socket,
+                session,
+                batch,
+                timer,
+                next_ping,
+                pong_deadline,
+                rate_limit,
+                in_flight,
+                deflate,
+                turn,
+                cell,
+                parking,
+                idle,
+                next_check,
+            }),
+        }
+    }
+
+    /// The connection of a parked session, woken (its park check is set when its task runs:
+    /// the clock may not be at hand on the waking thread).
+    fn unpark(parked: Parked, cell: Arc<Cell>) -> Self {
+        let config = &parked.session.hub().config;
+        let max_message = config.max_message_size;
+        let parking = match config.park_idle_after {
+            Some(idle) if idle.is_zero() => Parking::Always,
+            _ => Parking::WhenIdle,
+        };
+        Self {
+            guards: parked.guards,
+            socket: Socket::unpark(parked.socket, max_message),
+            session: parked.session,
+            batch: VecDeque::new(),
+            timer: parked.timer,
+            next_ping: parked.next_ping,
+            pong_deadline: parked.pong_deadline,
+            rate_limit: parked.rate_limit,
+            in_flight: parked.in_flight,
+            deflate: parked.deflate,
+            turn: 0,
+            cell: Some(cell),
+            parking,
+            idle: false,
+            next_check: parked.next_ping,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cell is what an idle session costs instead of its task: it must stay small.
+    #[test]
+    fn a_parked_session_is_small() {
+        let cell = std::mem::size_of::<Cell>();
+        assert!(cell <= 208, "the parked cell grew to {cell} bytes");
+    }
+}

@@ -1,0 +1,263 @@
+//! Parked sessions: an idle session gives up its task ([`Config::park_idle_after`]) and is woken
+//! by whatever comes first (a message from the client, one queued for it, a ping due, a close),
+//! with nothing lost or reordered. Whether a session is parked is seen from the runtime's count
+//! of live tasks: a parked session has none.
+
+mod common;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use melody::{Config, Melody};
+use tokio_websockets::Message;
+
+fn live_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// A hub that echoes text and counts disconnects.
+fn echo_hub(config: Config) -> (Melody, Arc<AtomicUsize>) {
+    let melody = Melody::with_config(config);
+    melody.on_text(|session, text| {
+        let _ = session.send(text);
+    });
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let counter = disconnects.clone();
+    melody.on_disconnect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (melody, disconnects)
+}
+
+/// Serves `melody` with `melody::serve` (no task per connection once upgraded); the number of
+/// live tasks with every session parked.
+async fn serve(melody: &Melody) -> (std::net::SocketAddr, usize) {
+    let app = axum::Router::new().route("/ws", axum::routing::get(melody.handler()));
+    let addr = spawn_served(app, |serve| serve).await;
+    (addr, live_tasks())
+}
+
+/// The next frame of any kind (`recv` skips pings and pongs). On paused time, the bound is
+/// beyond the ping period.
+async fn next_frame(client: &mut Client) -> Message {
+    tokio::time::timeout(Duration::from_secs(3600), client.next())
+        .await
+        .expect("a frame in time")
+        .expect("the connection is open")
+        .unwrap()
+}
+
+async fn echo(client: &mut Client, text: &str) {
+    send_text(client, text).await;
+    assert_eq!(recv_text(client).await, text);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_park_and_wake_for_the_client_the_hub_and_the_timer() {
+    let config = Config::default()
+        .ping_period(Duration::from_secs(30))
+        .pong_wait(Duration::from_secs(40));
+    let (melody, disconnects) = echo_hub(config);
+    let (addr, parked) = serve(&melody).await;
+
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(connect(addr).await);
+    }
+    // Fresh sessions have had no traffic: they park at once.
+    eventually(|| live_tasks() == parked).await;
+
+    // Woken by the client: a message is answered, and the session stays awake a while.
+    for (i, client) in clients.iter_mut().enumerate() {
+        echo(client, &format!("hello {i}")).await;
+    }
+    assert!(live_tasks() > parked, "busy sessions keep their tasks");
+    // Two park checks (2 s each) without traffic, and they park again.
+    eventually(|| live_tasks() == parked).await;
+
+    // Woken by the hub: a broadcast reaches every parked session, in order.
+    for n in 0..3 {
+        melody.all().send(format!("news {n}")).unwrap();
+    }
+    for client in &mut clients {
+        for n in 0..3 {
+            assert_eq!(recv_text(client).await, format!("news {n}"));
+        }
+    }
+    eventually(|| live_tasks() == parked).await;
+
+    // Woken by a ping from the client: answered with a pong.
+    clients[0]
+        .send(Message::ping("are you there"))
+        .await
+        .unwrap();
+    let pong = next_frame(&mut clients[0]).await;
+    assert!(pong.is_pong(), "expected a pong, got {pong:?}");
+    assert_eq!(&*pong.into_payload(), b"are you there");
+    eventually(|| live_tasks() == parked).await;
+
+    // Woken by the timer: the server's pings arrive at their period, and the pongs of the one
+    // client that reads keep its session past the pong wait (40 s) while it is parked in
+    // between; the sessions of the clients that do not read (and so do not answer) end at
+    // their pong deadline, parked too.
+    let started = tokio::time::Instant::now();
+    for _ in 0..3 {
+        let ping = next_frame(&mut clients[1]).await;
+        assert!(ping.is_ping(), "expected a ping, got {ping:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    eventually(|| disconnects.load(Ordering::SeqCst) == 19).await;
+    assert_eq!(melody.all().len(), 1);
+
+    // Closed by the hub while parked: the client gets the close frame.
+    eventually(|| live_tasks() == parked).await;
+    melody.close().unwrap();
+    let (code, _) = recv_close(&mut clients[1]).await;
+    assert_eq!(code, 1001);
+    eventually(|| disconnects.load(Ordering::SeqCst) == 20).await;
+}
+
+#[tokio::test]
+async fn a_session_with_a_frame_half_read_does_not_park_and_goes_on_when_it_completes() {
+    let (melody, _) = echo_hub(Config::default().park_idle_after(Some(Duration::from_millis(50))));
+    let (addr, parked) = serve(&melody).await;
+    let mut raw = Raw::connect(addr).await;
+    eventually(|| live_tasks() == parked).await;
+
+    // Half a masked text frame: header, mask and two of five payload bytes.
+    let mask = [1u8, 2, 3, 4];
+    let payload: Vec<u8> = b"hello"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    let mut frame = vec![0x81, 0x80 | 5];
+    frame.extend_from_slice(&mask);
+    frame.extend_from_slice(&payload);
+    use tokio::io::AsyncWriteExt;
+    raw.stream.write_all(&frame[..8]).await.unwrap();
+    // Six park checks later, the session still has its task (and its half frame). On wall
+    // time: this checks that nothing happens for a while.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live_tasks(), parked + 1);
+
+    raw.stream.write_all(&frame[8..]).await.unwrap();
+    let (first, echoed) = raw.read_whole_frame().await;
+    assert_eq!((first, &echoed[..]), (0x81, &b"hello"[..]));
+    eventually(|| live_tasks() == parked).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_never_park_when_parking_is_off() {
+    let (melody, _) = echo_hub(Config::default().park_idle_after(None));
+    let (addr, parked) = serve(&melody).await;
+    let mut client = connect(addr).await;
+    echo(&mut client, "one").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(live_tasks(), parked + 1);
+    echo(&mut client, "two").await;
+}
+
+/// Parking at every wait on a multi-threaded runtime, while other threads send to the
+/// sessions and the clients send to them: every wake races a park, and nothing may be lost,
+/// repeated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_racing_parks_are_all_delivered_in_order() {
+    const SESSIONS: usize = 20;
+    const MESSAGES: usize = 500;
+    let config = Config::default()
+        .park_idle_after(Some(Duration::ZERO))
+        .message_buffer_size(MESSAGES * 3 + 10)
+        .max_message_size(64);
+    let (melody, _) = echo_hub(config);
+    let (addr, _) = serve(&melody).await;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        clients.push(connect(addr).await);
+    }
+    eventually(|| melody.all().len() == SESSIONS).await;
+
+    // Two plain threads send to every session (from outside the runtime: a parked session's
+    // task is spawned from the waking thread).
+    let senders: Vec<_> = (0..2)
+        .map(|thread| {
+            let melody = melody.clone();
+            std::thread::spawn(move || {
+                for n in 0..MESSAGES {
+                    for session in melody.all().sessions() {
+                        session.send(format!("t{thread} {n}")).unwrap();
+                    }
+                    if n % 50 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile each client sends its own numbered messages, echoed back.
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut next = [0usize; 3];
+                for n in 0..MESSAGES {
+                    client.send(Message::text(format!("t2 {n}"))).await.unwrap();
+                }
+                while next.iter().any(|&n| n < MESSAGES) {
+                    let message = recv_text(&mut client).await;
+                    let (stream, n) = message.split_once(' ').unwrap();
+                    let stream = usize::from(stream.as_bytes()[1] - b'0');
+                    let n: usize = n.parse().unwrap();
+                    assert_eq!(n, next[stream], "stream {stream} out of order");
+                    next[stream] += 1;
+                }
+                client
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    for reader in readers {
+        let mut client = tokio::time::timeout(WAIT, reader)
+            .await
+            .expect("every message arrives")
+            .unwrap();
+        assert_silent(&mut client, Duration::from_millis(50)).await;
+    }
+}
+
+/// A runtime dropped with parked sessions drops them as it drops tasks: each one's disconnect
+/// handler runs and its socket closes.
+#[test]
+fn a_runtime_dropped_with_parked_sessions_ends_them() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (melody, disconnects) = echo_hub(Config::default());
+    let clients = runtime.block_on(async {
+        let (addr, parked) = serve(&melody).await;
+        let mut clients = Vec::new();
+        for _ in 0..5 {
+            clients.push(connect(addr).await);
+        }
+        eventually(|| live_tasks() == parked).await;
+        assert_eq!(melody.all().len(), 5);
+        clients
+    });
+    assert_eq!(disconnects.load(Ordering::SeqCst), 0);
+    drop(runtime);
+    assert_eq!(disconnects.load(Ordering::SeqCst), 5);
+    assert_eq!(melody.all().len(), 0);
+    drop(clients);
+}
