@@ -2,6 +2,7 @@
 //! the plug-in seam. It names no plug-in and no transport; everything above imports it, it
 //! imports only the protocol layer.
 
+pub(crate) mod addrs;
 pub(crate) mod admission;
 pub(crate) mod compression;
 pub(crate) mod config;

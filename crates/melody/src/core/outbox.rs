@@ -10,7 +10,7 @@ use std::{
     future::poll_fn,
     sync::{
         Mutex, MutexGuard, OnceLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     task::{Context, Poll},
 };
@@ -47,24 +47,25 @@ struct State {
 
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    capacity: usize,
+    /// 32 bits, as `waiting`: together they take the room of one word in every session.
+    capacity: u32,
     reader: AtomicWaker,
     aborted: AtomicBool,
     /// Writers waiting for room (`write_async`), woken when the reader drains. Created by the
     /// first writer that has to wait: most sessions never have one.
     room: OnceLock<Box<Notify>>,
-    waiting: AtomicUsize,
+    waiting: AtomicU32,
 }
 
 impl Outbox {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            capacity: capacity.max(1),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
             reader: AtomicWaker::new(),
             aborted: AtomicBool::new(false),
             room: OnceLock::new(),
-            waiting: AtomicUsize::new(0),
+            waiting: AtomicU32::new(0),
         }
     }
 
@@ -81,7 +82,7 @@ impl Outbox {
         if state.closed {
             return Err((PushError::Closed, message));
         }
-        if state.messages.len() >= self.capacity {
+        if state.messages.len() >= self.capacity as usize {
             return Err((PushError::Full, message));
         }
         let was_empty = state.messages.is_empty();

@@ -18,6 +18,7 @@ use http::{Extensions, HeaderMap, Method, Uri, request::Parts};
 
 pub use super::id::SessionId;
 use super::{
+    addrs::Endpoints,
     config::OverflowPolicy,
     data::{AsKey, Stored, Value},
     error::{CloseError, DataError, Error, JoinError, SendError, TrySendError},
@@ -58,17 +59,18 @@ struct Inner {
     outbox: Outbox,
     closed: AtomicBool,
     request: Parts,
-    remote_addr: Option<SocketAddr>,
-    local_addr: Option<SocketAddr>,
+    endpoints: Endpoints,
     /// Boxed, and only once something is stored: many sessions never store anything, and an
     /// empty map inline would cost each of them 48 bytes.
-    #[allow(
-        clippy::box_collection,
-        reason = "the box is what keeps an empty session small"
-    )]
-    data: Mutex<Option<Box<HashMap<String, Stored>>>>,
-    extensions: Mutex<Extensions>,
+    stores: Mutex<Option<Box<Stores>>>,
     topics: Mutex<Vec<Arc<str>>>,
+}
+
+/// What handlers store on a session: the key-value data and the typed extensions.
+#[derive(Default)]
+struct Stores {
+    data: HashMap<String, Stored>,
+    extensions: Extensions,
 }
 
 /// The subprotocol selected at the upgrade, kept in the request's extensions (a session
@@ -90,10 +92,13 @@ impl Session {
             hub,
             closed: AtomicBool::new(false),
             request,
-            remote_addr: addrs.0,
-            local_addr: addrs.1,
-            data: Mutex::new((!data.is_empty()).then(|| Box::new(data))),
-            extensions: Mutex::new(Extensions::new()),
+            endpoints: Endpoints::new(addrs.0, addrs.1),
+            stores: Mutex::new((!data.is_empty()).then(|| {
+                Box::new(Stores {
+                    data,
+                    extensions: Extensions::new(),
+                })
+            })),
             topics: Mutex::new(Vec::new()),
         };
         Self {
@@ -221,14 +226,14 @@ impl Session {
     /// `ConnectInfo`; a [`RemoteAddr`](crate::RemoteAddr) request extension).
     #[must_use]
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.inner.remote_addr
+        self.inner.endpoints.remote()
     }
 
     /// The local address the peer connected to, when the server made it known
     /// (`melody::serve` always does; a [`LocalAddr`](crate::LocalAddr) request extension).
     #[must_use]
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local_addr
+        self.inner.endpoints.local()
     }
 
     /// The head of the upgrade request: method, URI, headers and extensions.
@@ -286,8 +291,9 @@ impl Session {
     /// # }
     /// ```
     pub fn set<T: Any + Send + Sync>(&self, key: impl AsKey<T>, value: T) {
-        lock(&self.inner.data)
+        lock(&self.inner.stores)
             .get_or_insert_default()
+            .data
             .insert(key.key_name().to_owned(), Stored::new(value));
     }
 
@@ -306,9 +312,9 @@ impl Session {
     /// type, when it is not a `T`.
     pub fn try_get<T: Any + Clone>(&self, key: impl AsKey<T>) -> Result<T, DataError> {
         let name = key.key_name();
-        match lock(&self.inner.data)
+        match lock(&self.inner.stores)
             .as_ref()
-            .and_then(|data| data.get(name))
+            .and_then(|stores| stores.data.get(name))
         {
             Some(stored) => stored.read(name),
             None => Err(DataError::Missing {
@@ -320,9 +326,9 @@ impl Session {
     /// The value under `key` as stored, whatever its type.
     #[must_use]
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        lock(&self.inner.data)
+        lock(&self.inner.stores)
             .as_ref()
-            .and_then(|data| data.get(key))
+            .and_then(|stores| stores.data.get(key))
             .map(|stored| stored.value().clone())
     }
 
@@ -343,9 +349,9 @@ impl Session {
 
     /// Removes the value under `key`; returns whether there was one (Go melody's `UnSet`).
     pub fn unset(&self, key: &str) -> bool {
-        lock(&self.inner.data)
+        lock(&self.inner.stores)
             .as_mut()
-            .is_some_and(|data| data.remove(key).is_some())
+            .is_some_and(|stores| stores.data.remove(key).is_some())
     }
 
     /// Stores a typed value, one per type (like [`http::Extensions`]); returns the previous one.
@@ -359,18 +365,25 @@ impl Session {
     /// # }
     /// ```
     pub fn insert_ext<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        lock(&self.inner.extensions).insert(value)
+        lock(&self.inner.stores)
+            .get_or_insert_default()
+            .extensions
+            .insert(value)
     }
 
     /// A clone of the typed value of type `T`, if any.
     #[must_use]
     pub fn get_ext<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        lock(&self.inner.extensions).get::<T>().cloned()
+        lock(&self.inner.stores)
+            .as_ref()
+            .and_then(|stores| stores.extensions.get::<T>().cloned())
     }
 
     /// Removes and returns the typed value of type `T`, if any.
     pub fn remove_ext<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        lock(&self.inner.extensions).remove::<T>()
+        lock(&self.inner.stores)
+            .as_mut()
+            .and_then(|stores| stores.extensions.remove::<T>())
     }
 
     /// Joins a topic (any string: `room:lobby`, `tenant:42`): `Ok(true)` when it joined,
@@ -488,7 +501,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.inner.id)
-            .field("remote_addr", &self.inner.remote_addr)
+            .field("remote_addr", &self.remote_addr())
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
