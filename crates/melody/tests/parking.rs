@@ -261,3 +261,42 @@ fn a_runtime_dropped_with_parked_sessions_ends_them() {
     assert_eq!(melody.all().len(), 0);
     drop(clients);
 }
+
+/// Under concurrent message handling a session does not park while handler calls are in
+/// flight: the bound of 64 calls at once holds across park checks, and the 65th message waits
+/// for a call to end.
+#[tokio::test]
+async fn handlers_in_flight_keep_the_bound_across_park_checks() {
+    let config = Config::default()
+        .concurrent_message_handling(true)
+        .park_idle_after(Some(Duration::from_millis(20)));
+    let melody = Melody::with_config(config);
+    let started = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let (counter, gate) = (started.clone(), release.clone());
+    melody.on_text_async(move |session, _| {
+        let (counter, gate) = (counter.clone(), gate.clone());
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            gate.acquire().await.unwrap().forget();
+            let _ = session.send("done");
+        }
+    });
+    let (addr, _) = serve(&melody).await;
+    let mut client = connect(addr).await;
+    for n in 0..65 {
+        client.send(Message::text(format!("{n}"))).await.unwrap();
+    }
+    eventually(|| started.load(Ordering::SeqCst) == 64).await;
+    // Many park checks with 64 calls in flight: the 65th still waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 64);
+
+    release.add_permits(1);
+    assert_eq!(recv_text(&mut client).await, "done");
+    eventually(|| started.load(Ordering::SeqCst) == 65).await;
+    release.add_permits(64);
+    for _ in 0..64 {
+        assert_eq!(recv_text(&mut client).await, "done");
+    }
+}

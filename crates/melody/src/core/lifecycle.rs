@@ -30,6 +30,13 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// A counted session task has ended (see [`TaskGuard`]).
+    pub(crate) fn task_ended(&self) {
+        if self.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -115,20 +122,26 @@ impl std::fmt::Debug for Slot {
 }
 
 /// Counts a session task from its spawn to its end, waking `shutdown` when the last one ends.
-pub(crate) struct TaskGuard(Arc<Hub>);
+/// `None` once handed over (see [`TaskGuard::hand_over`]).
+pub(crate) struct TaskGuard(Option<Arc<Hub>>);
 
 impl TaskGuard {
     pub(crate) fn new(hub: Arc<Hub>) -> Self {
         hub.lifecycle.tasks.fetch_add(1, Ordering::AcqRel);
-        Self(hub)
+        Self(Some(hub))
+    }
+
+    /// Stops counting here: the caller ends the count with [`Lifecycle::task_ended`] (a
+    /// session's registration does, and so does not keep a second pointer to the hub).
+    pub(crate) fn hand_over(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        let lifecycle = &self.0.lifecycle;
-        if lifecycle.tasks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            lifecycle.idle.notify_waiters();
+        if let Some(hub) = &self.0 {
+            hub.lifecycle.task_ended();
         }
     }
 }

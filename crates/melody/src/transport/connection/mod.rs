@@ -128,8 +128,7 @@ pub(crate) fn spawn(
         // The slot, the task count and the registration go with the connection, wherever it
         // goes (a parked session keeps them), and are released when it ends, however it ends.
         let guards = Guards {
-            _registered: Registered::new(session.clone()),
-            _task: task_guard,
+            _registered: Registered::new(session.clone(), task_guard),
             _slot: slot,
         };
         let mut connection = Connection::new(socket, session, outbound, guards, parking);
@@ -196,9 +195,8 @@ enum Parking {
 
 /// What a session holds until it ends, parked or not.
 struct Guards {
-    /// Dropped first: the disconnect handler runs before the counts below are released.
+    /// Dropped first: the disconnect handler runs before the slot is released.
     _registered: Registered,
-    _task: TaskGuard,
     _slot: Slot,
 }
 
@@ -563,11 +561,14 @@ async fn aborted(session: &Session) {
 }
 
 /// Keeps the session in the registry while it lives; removing it and running the disconnect
-/// handler happen exactly once, even if the task unwinds.
+/// handler happen exactly once, even if the task unwinds. It also ends the task count of the
+/// session (taken over from the task's guard, so that a parked session keeps one pointer to the
+/// hub fewer).
 struct Registered(Session);
 
 impl Registered {
-    fn new(session: Session) -> Self {
+    fn new(session: Session, task: TaskGuard) -> Self {
+        task.hand_over();
         session.hub().registry.insert(session.clone());
         session.hub().counters.connected();
         if session.hub().lifecycle.is_aborting() {
@@ -596,5 +597,6 @@ impl Drop for Registered {
             }
         }
         session.forget_topics();
+        session.hub().lifecycle.task_ended();
     }
 }
