@@ -23,10 +23,13 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
     body
 }
 
-/// The value of the first sample line starting with `prefix`.
-fn sample(body: &str, prefix: &str) -> Option<f64> {
+/// The value of the sample line of `series` (a name, with its labels if it has any).
+fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
-        .find(|line| line.starts_with(prefix))
+        .find(|line| {
+            line.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
 }
@@ -42,6 +45,8 @@ async fn counters_are_exported_and_scraped_from_metrics() {
     for series in [
         "melody_sessions",
         "melody_connects_total",
+        "melody_sessions_parked",
+        "melody_parks_total",
         "melody_messages_received_total",
         "melody_received_bytes_total",
         "melody_messages_sent_total",

@@ -75,12 +75,14 @@ async fn idle_sessions_park_and_wake_for_the_client_the_hub_and_the_timer() {
     }
     // Fresh sessions have had no traffic: they park at once.
     eventually(|| live_tasks() == parked).await;
+    assert_eq!(melody.stats().parked, 20);
 
     // Woken by the client: a message is answered, and the session stays awake a while.
     for (i, client) in clients.iter_mut().enumerate() {
         echo(client, &format!("hello {i}")).await;
     }
     assert!(live_tasks() > parked, "busy sessions keep their tasks");
+    assert_eq!(melody.stats().parked, 0);
     // Two park checks (2 s each) without traffic, and they park again.
     eventually(|| live_tasks() == parked).await;
 
@@ -299,4 +301,26 @@ async fn handlers_in_flight_keep_the_bound_across_park_checks() {
     for _ in 0..64 {
         assert_eq!(recv_text(&mut client).await, "done");
     }
+}
+
+/// A session with steady traffic never parks, even when each park check finds it between two
+/// messages: it parks only after a whole interval without traffic.
+#[tokio::test]
+async fn a_busy_session_does_not_park_between_messages() {
+    let config = Config::default().park_idle_after(Some(Duration::from_millis(20)));
+    let (melody, _) = echo_hub(config);
+    let (addr, _) = serve(&melody).await;
+    let mut client = connect(addr).await;
+    echo(&mut client, "first").await;
+    let parks = melody.stats().parks;
+    // 300 ms of traffic, a message every 2 ms: fifteen park checks, each between messages.
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    let mut tick = tokio::time::interval(Duration::from_millis(2));
+    while tokio::time::Instant::now() < until {
+        tick.tick().await;
+        echo(&mut client, "again").await;
+    }
+    assert_eq!(melody.stats().parks, parks, "a busy session parked");
+    // Then quiet: it parks.
+    eventually(|| melody.stats().parked == 1).await;
 }

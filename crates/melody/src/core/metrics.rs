@@ -10,6 +10,8 @@ use super::stats::Reason;
 
 pub(crate) const SESSIONS: &str = "melody_sessions";
 pub(crate) const CONNECTS: &str = "melody_connects_total";
+pub(crate) const PARKED: &str = "melody_sessions_parked";
+pub(crate) const PARKS: &str = "melody_parks_total";
 pub(crate) const MESSAGES_IN: &str = "melody_messages_received_total";
 pub(crate) const BYTES_IN: &str = "melody_received_bytes_total";
 pub(crate) const MESSAGES_OUT: &str = "melody_messages_sent_total";
@@ -23,6 +25,12 @@ pub(crate) const WIRE_BYTES_OUT: &str = "melody_sent_wire_bytes_total";
 pub(crate) fn register() {
     describe_gauge!(SESSIONS, Unit::Count, "WebSocket sessions connected now");
     describe_counter!(CONNECTS, Unit::Count, "WebSocket sessions ever connected");
+    describe_gauge!(
+        PARKED,
+        Unit::Count,
+        "sessions parked now (idle, without a task of their own)"
+    );
+    describe_counter!(PARKS, Unit::Count, "times a session parked");
     describe_counter!(MESSAGES_IN, Unit::Count, "data messages received");
     describe_counter!(BYTES_IN, Unit::Bytes, "payload bytes received");
     describe_counter!(
@@ -52,8 +60,10 @@ pub(crate) fn register() {
         "upgrades refused and sessions closed for what they sent, by reason"
     );
     gauge!(SESSIONS).increment(0.0);
+    gauge!(PARKED).increment(0.0);
     for name in [
         CONNECTS,
+        PARKS,
         MESSAGES_IN,
         BYTES_IN,
         MESSAGES_OUT,
@@ -72,6 +82,15 @@ pub(crate) fn register() {
 pub(crate) fn connected() {
     counter!(CONNECTS).increment(1);
     gauge!(SESSIONS).increment(1.0);
+}
+
+pub(crate) fn parked() {
+    counter!(PARKS).increment(1);
+    gauge!(PARKED).increment(1.0);
+}
+
+pub(crate) fn unparked() {
+    gauge!(PARKED).decrement(1.0);
 }
 
 pub(crate) fn disconnected() {

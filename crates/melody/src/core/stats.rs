@@ -2,7 +2,7 @@
 //! with the `metrics` feature the same figures also go to the `metrics` facade
 //! (`core/metrics.rs`).
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 #[cfg(feature = "metrics")]
 use super::metrics;
@@ -55,6 +55,9 @@ impl Reason {
 /// The live counters behind [`Stats`].
 pub(crate) struct Counters {
     connects: AtomicU64,
+    /// Sessions parked now, and parks ever (see `Config::park_idle_after`).
+    parked: AtomicUsize,
+    parks: AtomicU64,
     /// Messages and bytes in and out: added to by every read and write of every session.
     traffic: StripedTraffic,
     /// Payload bytes compression kept off the wire, negative when it added some (a message
@@ -72,6 +75,8 @@ impl Counters {
         metrics::register();
         Self {
             connects: AtomicU64::new(0),
+            parked: AtomicUsize::new(0),
+            parks: AtomicU64::new(0),
             traffic: StripedTraffic::new(),
             wire_bytes_saved: AtomicI64::new(0),
             compressions: AtomicU64::new(0),
@@ -84,6 +89,21 @@ impl Counters {
         self.connects.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         metrics::connected();
+    }
+
+    /// A session parked (its task ended; see `transport/connection/park.rs`).
+    pub(crate) fn parked(&self) {
+        self.parked.fetch_add(1, Relaxed);
+        self.parks.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::parked();
+    }
+
+    /// A parked session woke (its task is spawned again, or it ends).
+    pub(crate) fn unparked(&self) {
+        self.parked.fetch_sub(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::unparked();
     }
 
     pub(crate) fn disconnected(&self) {
@@ -152,6 +172,8 @@ impl Counters {
 /// |---|---|---|
 /// | `melody_sessions` | gauge | connected sessions |
 /// | `melody_connects_total` | counter | sessions ever connected |
+/// | `melody_sessions_parked` | gauge | sessions parked now (idle, without a task) |
+/// | `melody_parks_total` | counter | times a session parked |
 /// | `melody_messages_received_total` | counter | data messages received |
 /// | `melody_received_bytes_total` | counter | payload bytes received |
 /// | `melody_messages_sent_total` | counter | data messages written and flushed |
@@ -169,6 +191,12 @@ pub struct Stats {
     pub connected: usize,
     /// Sessions ever connected.
     pub connects: u64,
+    /// Sessions parked now: idle, with no task of their own
+    /// ([`Config::park_idle_after`](crate::Config::park_idle_after)). Included in `connected`.
+    pub parked: usize,
+    /// Times a session parked: a busy session does not park, so a fast rise means sessions
+    /// that wake and park again (each wake spawns a task).
+    pub parks: u64,
     /// Data messages received.
     pub messages_in: u64,
     /// Payload bytes received.
@@ -234,6 +262,8 @@ impl Melody {
                 self.hub.registry.len()
             },
             connects: read(&counters.connects),
+            parked: counters.parked.load(Relaxed),
+            parks: read(&counters.parks),
             messages_in: counters.traffic.get(Traffic::MessagesIn),
             bytes_in: counters.traffic.get(Traffic::BytesIn),
             messages_out: counters.traffic.get(Traffic::MessagesOut),

@@ -65,6 +65,10 @@ pub(crate) const MAX_CONCURRENT_HANDLERS: usize = 64;
 /// Most inbound frames handled before their replies are written.
 const READ_AHEAD: usize = 64;
 
+/// Park checks without traffic in between before a session parks: the first check after the
+/// last traffic starts a quiet interval, the second ends it.
+const QUIET_TO_PARK: u8 = 2;
+
 /// How long a closed connection keeps reading what the peer still sends before it is dropped.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -216,7 +220,7 @@ enum Event {
     Read(Option<io::Result<Inbound>>),
     /// The liveness timer (ping due, pong overdue, or the park check).
     Timer,
-    /// Nothing is ready and the session has been idle since the last park check: it parks.
+    /// Nothing is ready, and a whole park interval went by without traffic: the session parks.
     Park,
 }
 
@@ -276,8 +280,10 @@ struct Connection {
     cell: Option<Arc<park::Cell>>,
     /// Whether (and when) the session parks.
     parking: Parking,
-    /// No traffic since the last park check: at the next wait, the session parks.
-    idle: bool,
+    /// Park checks passed since the last traffic (reset by every message read or queued). At
+    /// [`QUIET_TO_PARK`] a whole interval went by without traffic, and the session parks at
+    /// its next wait.
+    quiet_checks: u8,
     /// When the timer next checks for idleness (only when the session may park).
     next_check: Instant,
 }
@@ -318,7 +324,7 @@ impl Connection {
             cell: None,
             parking,
             // A session that has had no traffic yet parks at its first wait.
-            idle: true,
+            quiet_checks: QUIET_TO_PARK,
             next_check,
         }
     }
@@ -326,7 +332,7 @@ impl Connection {
     /// A woken session: it has had traffic (or a reason to wake), so it stays for at least a
     /// whole park check.
     fn resumed(&mut self) {
-        self.idle = false;
+        self.quiet_checks = 0;
         self.next_check = Instant::now() + self.park_after();
         self.arm_timer();
     }
@@ -378,11 +384,11 @@ impl Connection {
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             let flow = match event {
                 Event::Outbox(wake) => {
-                    self.idle = false;
+                    self.quiet_checks = 0;
                     self.woken(wake)
                 }
                 Event::Read(next) => {
-                    self.idle = false;
+                    self.quiet_checks = 0;
                     self.read(next, 0)
                 }
                 Event::Timer => self.on_timer(),
@@ -420,7 +426,7 @@ impl Connection {
         }
         let park = match self.parking {
             Parking::Never => false,
-            Parking::WhenIdle => self.idle,
+            Parking::WhenIdle => self.quiet_checks >= QUIET_TO_PARK,
             Parking::Always => true,
         };
         if park {
@@ -448,8 +454,7 @@ impl Connection {
             return Flow::Done(Some(self.failed(Error::PongTimeout(pong_wait))));
         }
         if self.parking == Parking::WhenIdle && now >= self.next_check {
-            // No traffic since this is set, and the session parks at its next wait.
-            self.idle = true;
+            self.quiet_checks = self.quiet_checks.saturating_add(1);
             self.next_check = now + self.park_after();
         }
         let ping = now >= self.next_ping;

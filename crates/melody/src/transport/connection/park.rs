@@ -73,6 +73,16 @@ pub(super) struct Cell {
 }
 
 impl Cell {
+    /// Takes the parked session out, counting it (under the cell's lock, so that each park is
+    /// counted out once).
+    fn take(slot: &mut Option<Parked>) -> Option<Parked> {
+        let parked = slot.take();
+        if let Some(parked) = &parked {
+            parked.session.hub().counters.unparked();
+        }
+        parked
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Parked>> {
         // Never held across user code: a poisoned lock holds consistent data.
         self.parked
@@ -89,8 +99,8 @@ impl Wake for Cell {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::SeqCst);
         let parked = match self.parked.try_lock() {
-            Ok(mut parked) => parked.take(),
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+            Ok(mut parked) => Cell::take(&mut parked),
+            Err(TryLockError::Poisoned(poisoned)) => Cell::take(&mut poisoned.into_inner()),
             // The holder sees `woken` when it lets go, or is a waker that takes the session.
             Err(TryLockError::WouldBlock) => return,
         };
@@ -128,13 +138,15 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
     let mut cx = Context::from_waker(&waker);
     let mut slot = cell.lock();
     cell.woken.store(false, Ordering::SeqCst);
-    let ready = slot.insert(parked).poll_ready(&mut cx);
-    let back = if ready { slot.take() } else { None };
+    let parked = slot.insert(parked);
+    parked.session.hub().counters.parked();
+    let ready = parked.poll_ready(&mut cx);
+    let back = if ready { Cell::take(&mut slot) } else { None };
     drop(slot);
     let back = match back {
         Some(parked) => Some(parked),
         // A source fired while its waker was being registered, and found the lock held.
-        None if cell.woken.load(Ordering::SeqCst) => cell.lock().take(),
+        None if cell.woken.load(Ordering::SeqCst) => Cell::take(&mut cell.lock()),
         None => None,
     };
     match back {
@@ -183,7 +195,7 @@ impl Connection {
             turn,
             cell,
             parking,
-            idle,
+            quiet_checks,
             next_check,
         } = self;
         match socket.park() {
@@ -211,7 +223,7 @@ impl Connection {
                 turn,
                 cell,
                 parking,
-                idle,
+                quiet_checks,
                 next_check,
             }),
         }
@@ -240,7 +252,7 @@ impl Connection {
             turn: 0,
             cell: Some(cell),
             parking,
-            idle: false,
+            quiet_checks: 0,
             next_check: parked.next_ping,
         }
     }
