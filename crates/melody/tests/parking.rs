@@ -324,3 +324,33 @@ async fn a_busy_session_does_not_park_between_messages() {
     // Then quiet: it parks.
     eventually(|| melody.stats().parked == 1).await;
 }
+
+/// Pings and pongs are not traffic: a session woken for its ping parks again as soon as the
+/// pong is in, rather than staying awake for a park interval (all sessions that connected
+/// together ping together, and would all hold a task at once). On wall time, short periods.
+#[tokio::test]
+async fn a_session_woken_for_a_ping_parks_again_once_the_pong_is_in() {
+    let config = Config::default()
+        .ping_period(Duration::from_millis(300))
+        .pong_wait(Duration::from_secs(5));
+    let (melody, _) = echo_hub(config);
+    let (addr, _) = serve(&melody).await;
+    let mut client = connect(addr).await;
+    eventually(|| melody.stats().parked == 1).await;
+    let parks = melody.stats().parks;
+
+    let ping = next_frame(&mut client).await;
+    assert!(ping.is_ping(), "expected a ping, got {ping:?}");
+    let pinged = tokio::time::Instant::now();
+    // The client answers when it is polled again.
+    let _ = tokio::time::timeout(Duration::from_millis(1), client.next()).await;
+    eventually(|| melody.stats().parks > parks + 1 && melody.stats().parked == 1).await;
+    // A park interval is 2 s: parked again well before one.
+    assert!(
+        pinged.elapsed() < Duration::from_secs(1),
+        "parked again {:?} after the ping",
+        pinged.elapsed()
+    );
+    // And it is alive: a message still comes back.
+    echo(&mut client, "still here").await;
+}

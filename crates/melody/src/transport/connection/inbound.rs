@@ -103,8 +103,12 @@ impl Connection {
             Inbound::Binary(bytes) => Some(bytes.len()),
             _ => None,
         };
-        if data_len.is_some_and(|len| self.over_rate_limit(len)) {
-            return Step::Done(Some(self.failed(Error::RateLimited)));
+        if let Some(len) = data_len {
+            // Traffic: the session does not park for a while (see `park.rs`).
+            self.quiet_checks = 0;
+            if self.over_rate_limit(len) {
+                return Step::Done(Some(self.failed(Error::RateLimited)));
+            }
         }
         let end = match item {
             Inbound::Text(text) => {

@@ -155,7 +155,9 @@ async fn serve(mut connection: Connection, begin: Begin) {
         Begin::Connected(Some(end)) => end,
         begin => {
             if matches!(begin, Begin::Woken) {
-                connection.resumed();
+                // Still quiet: woken by a ping due or a pong, it parks again once that is
+                // handled; traffic (a message either way) keeps it awake.
+                connection.rearm_park_check();
             }
             loop {
                 match connection.active().await {
@@ -163,10 +165,11 @@ async fn serve(mut connection: Connection, begin: Begin) {
                     None => match park::park(connection) {
                         Ok(()) => return,
                         // Not parked after all (a frame half read, or something came in as it
-                        // parked): stay for another park check.
+                        // parked): stay for a whole park interval.
                         Err(back) => {
                             connection = back;
-                            connection.resumed();
+                            connection.quiet_checks = 0;
+                            connection.rearm_park_check();
                         }
                     },
                 }
@@ -280,9 +283,9 @@ struct Connection {
     cell: Option<Arc<park::Cell>>,
     /// Whether (and when) the session parks.
     parking: Parking,
-    /// Park checks passed since the last traffic (reset by every message read or queued). At
-    /// [`QUIET_TO_PARK`] a whole interval went by without traffic, and the session parks at
-    /// its next wait.
+    /// Park checks passed since the last traffic: a data message read, or messages queued for
+    /// the session (pings and pongs are not traffic). At [`QUIET_TO_PARK`] a whole interval
+    /// went by without any, and the session parks at its next wait.
     quiet_checks: u8,
     /// When the timer next checks for idleness (only when the session may park).
     next_check: Instant,
@@ -329,10 +332,8 @@ impl Connection {
         }
     }
 
-    /// A woken session: it has had traffic (or a reason to wake), so it stays for at least a
-    /// whole park check.
-    fn resumed(&mut self) {
-        self.quiet_checks = 0;
+    /// Sets the next park check a whole interval from now (a parked session has none).
+    fn rearm_park_check(&mut self) {
         self.next_check = Instant::now() + self.park_after();
         self.arm_timer();
     }
@@ -387,10 +388,7 @@ impl Connection {
                     self.quiet_checks = 0;
                     self.woken(wake)
                 }
-                Event::Read(next) => {
-                    self.quiet_checks = 0;
-                    self.read(next, 0)
-                }
+                Event::Read(next) => self.read(next, 0),
                 Event::Timer => self.on_timer(),
                 Event::Park => return None,
             };

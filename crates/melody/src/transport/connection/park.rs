@@ -33,7 +33,8 @@ use tokio::{
 };
 
 use super::{
-    Begin, Connection, Guards, MAX_CONCURRENT_HANDLERS, Parking, deflate::Outbound, serve,
+    Begin, Connection, Guards, MAX_CONCURRENT_HANDLERS, Parking, QUIET_TO_PARK, deflate::Outbound,
+    serve,
 };
 use crate::{
     core::session::Session,
@@ -252,7 +253,8 @@ impl Connection {
             turn: 0,
             cell: Some(cell),
             parking,
-            quiet_checks: 0,
+            // It parked quiet, and is quiet until traffic says otherwise.
+            quiet_checks: QUIET_TO_PARK,
             next_check: parked.next_ping,
         }
     }
