@@ -130,6 +130,11 @@ impl Socket {
         }
     }
 
+    /// Whether this is a plain TCP stream (only those park).
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self.io.inner, Inner::Tcp(_))
+    }
+
     /// What is kept of the socket while its session is parked: the TCP stream, the inflater
     /// and the frame budget. `Err` gives the socket back when it cannot be parked: a frame is
     /// half read or not yet taken, control frames wait to be written, hyper's leftover bytes

@@ -129,6 +129,13 @@ pub(crate) fn spawn(
             config.frame_budget(),
             inflater,
         );
+        // Only a plain TCP stream can wait for readiness without a task (not an HTTP/2
+        // stream, nor a stream some layer wraps).
+        let parking = if socket.is_tcp() {
+            parking
+        } else {
+            Parking::Never
+        };
         // The slot, the task count and the registration go with the connection, wherever it
         // goes (a parked session keeps them), and are released when it ends, however it ends.
         let guards = Guards {
