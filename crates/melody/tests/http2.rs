@@ -242,7 +242,8 @@ async fn many_websockets_share_one_connection_each_its_own_session() {
     let mut another = open(&mut h2.clone(), addr).await;
     another.send(Message::text("late")).await.unwrap();
     assert!(next_text(&mut another).await.ends_with(": late"));
-    // Sessions on HTTP/2 streams keep their tasks: only a plain TCP stream parks.
+    // Sessions on HTTP/2 streams keep their tasks (a parked session waits on its TCP stream's
+    // readiness, and many streams share one connection).
     assert_eq!(melody.stats().parks, 0);
 }
 

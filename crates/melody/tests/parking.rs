@@ -130,7 +130,8 @@ async fn idle_sessions_park_and_wake_for_the_client_the_hub_and_the_timer() {
 
 #[tokio::test]
 async fn a_session_with_a_frame_half_read_does_not_park_and_goes_on_when_it_completes() {
-    let (melody, _) = echo_hub(Config::default().park_idle_after(Some(Duration::from_millis(50))));
+    let config = Config::default().park_idle_after(Some(Duration::from_millis(50)));
+    let (melody, _) = echo_hub(config);
     let (addr, parked) = serve(&melody).await;
     let mut raw = Raw::connect(addr).await;
     eventually(|| live_tasks() == parked).await;
@@ -146,11 +147,14 @@ async fn a_session_with_a_frame_half_read_does_not_park_and_goes_on_when_it_comp
     frame.extend_from_slice(&mask);
     frame.extend_from_slice(&payload);
     use tokio::io::AsyncWriteExt;
+    let parks = melody.stats().parks;
     raw.stream.write_all(&frame[..8]).await.unwrap();
-    // Six park checks later, the session still has its task (and its half frame). On wall
-    // time: this checks that nothing happens for a while.
+    // Woken by the half frame, the session has its task again; six park checks later it
+    // still has it (and the half frame). On wall time: this checks that nothing happens.
+    eventually(|| live_tasks() == parked + 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(live_tasks(), parked + 1);
+    assert_eq!(melody.stats().parks, parks);
 
     raw.stream.write_all(&frame[8..]).await.unwrap();
     let (first, echoed) = raw.read_whole_frame().await;
@@ -164,8 +168,10 @@ async fn sessions_never_park_when_parking_is_off() {
     let (addr, parked) = serve(&melody).await;
     let mut client = connect(addr).await;
     echo(&mut client, "one").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ten seconds: five intervals of the default (2 s), which would have parked it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(live_tasks(), parked + 1);
+    assert_eq!(melody.stats().parks, 0);
     echo(&mut client, "two").await;
 }
 
@@ -236,17 +242,29 @@ async fn messages_racing_parks_are_all_delivered_in_order() {
             .unwrap();
         assert_silent(&mut client, Duration::from_millis(50)).await;
     }
+    // The sessions did park and wake all along (not merely once each).
+    assert!(
+        melody.stats().parks > SESSIONS as u64,
+        "{} parks",
+        melody.stats().parks
+    );
 }
 
-/// A runtime dropped with parked sessions drops them as it drops tasks: each one's disconnect
-/// handler runs and its socket closes.
+/// A runtime dropped with parked sessions ends them as it ends tasks: each one's disconnect
+/// handler runs (on the reaper's thread: the runtime's drivers wake them as they shut down,
+/// and the task that would take them back is refused) and it leaves the hub.
 #[test]
 fn a_runtime_dropped_with_parked_sessions_ends_them() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (melody, disconnects) = echo_hub(Config::default());
+    let melody = Melody::new();
+    let (ended, disconnects) = std::sync::mpsc::channel();
+    let ended = std::sync::Mutex::new(ended);
+    melody.on_disconnect(move |session| {
+        let _ = ended.lock().unwrap().send(session.id());
+    });
     let clients = runtime.block_on(async {
         let (addr, parked) = serve(&melody).await;
         let mut clients = Vec::new();
@@ -254,18 +272,24 @@ fn a_runtime_dropped_with_parked_sessions_ends_them() {
             clients.push(connect(addr).await);
         }
         eventually(|| live_tasks() == parked).await;
-        assert_eq!(melody.all().len(), 5);
+        assert_eq!(melody.stats().parked, 5);
         clients
     });
-    assert_eq!(disconnects.load(Ordering::SeqCst), 0);
+    assert!(disconnects.try_recv().is_err());
     drop(runtime);
-    assert_eq!(disconnects.load(Ordering::SeqCst), 5);
+    for _ in 0..5 {
+        disconnects
+            .recv_timeout(Duration::from_secs(10))
+            .expect("every parked session ends");
+    }
     assert_eq!(melody.all().len(), 0);
+    assert_eq!(melody.stats().parked, 0);
     drop(clients);
 }
 
 /// Under concurrent message handling a session does not park while handler calls are in
-/// flight: the bound of 64 calls at once holds across park checks, and the 65th message waits
+/// flight (the bound of 64 calls at once lives in a semaphore a parked session does not keep):
+/// with 64 calls waiting, park checks come and go without a park, and the 65th message waits
 /// for a call to end.
 #[tokio::test]
 async fn handlers_in_flight_keep_the_bound_across_park_checks() {
@@ -286,13 +310,21 @@ async fn handlers_in_flight_keep_the_bound_across_park_checks() {
     });
     let (addr, _) = serve(&melody).await;
     let mut client = connect(addr).await;
-    for n in 0..65 {
+    for n in 0..64 {
         client.send(Message::text(format!("{n}"))).await.unwrap();
     }
     eventually(|| started.load(Ordering::SeqCst) == 64).await;
-    // Many park checks with 64 calls in flight: the 65th still waits.
+    let parks = melody.stats().parks;
+    // Many park checks (20 ms each) with 64 calls in flight: the session does not park.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(started.load(Ordering::SeqCst), 64);
+    assert_eq!(
+        melody.stats().parks,
+        parks,
+        "parked with handler calls in flight"
+    );
+    client.send(Message::text("64")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 64, "a 65th call started");
 
     release.add_permits(1);
     assert_eq!(recv_text(&mut client).await, "done");
@@ -304,17 +336,18 @@ async fn handlers_in_flight_keep_the_bound_across_park_checks() {
 }
 
 /// A session with steady traffic never parks, even when each park check finds it between two
-/// messages: it parks only after a whole interval without traffic.
+/// messages: it parks only after a whole interval without traffic. On wall time; the interval
+/// (250 ms) is far above any pause of the client between two messages (2 ms).
 #[tokio::test]
 async fn a_busy_session_does_not_park_between_messages() {
-    let config = Config::default().park_idle_after(Some(Duration::from_millis(20)));
+    let config = Config::default().park_idle_after(Some(Duration::from_millis(250)));
     let (melody, _) = echo_hub(config);
     let (addr, _) = serve(&melody).await;
     let mut client = connect(addr).await;
     echo(&mut client, "first").await;
     let parks = melody.stats().parks;
-    // 300 ms of traffic, a message every 2 ms: fifteen park checks, each between messages.
-    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    // 1.5 s of traffic, a message every 2 ms: six park checks, each between messages.
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
     let mut tick = tokio::time::interval(Duration::from_millis(2));
     while tokio::time::Instant::now() < until {
         tick.tick().await;
@@ -326,13 +359,13 @@ async fn a_busy_session_does_not_park_between_messages() {
 }
 
 /// Pings and pongs are not traffic: a session woken for its ping parks again as soon as the
-/// pong is in, rather than staying awake for a park interval (all sessions that connected
+/// pong is in, rather than staying awake for a park interval (2 s; all sessions that connected
 /// together ping together, and would all hold a task at once). On wall time, short periods.
 #[tokio::test]
 async fn a_session_woken_for_a_ping_parks_again_once_the_pong_is_in() {
     let config = Config::default()
-        .ping_period(Duration::from_millis(300))
-        .pong_wait(Duration::from_secs(5));
+        .ping_period(Duration::from_secs(1))
+        .pong_wait(Duration::from_secs(10));
     let (melody, _) = echo_hub(config);
     let (addr, _) = serve(&melody).await;
     let mut client = connect(addr).await;
@@ -342,15 +375,49 @@ async fn a_session_woken_for_a_ping_parks_again_once_the_pong_is_in() {
     let ping = next_frame(&mut client).await;
     assert!(ping.is_ping(), "expected a ping, got {ping:?}");
     let pinged = tokio::time::Instant::now();
-    // The client answers when it is polled again.
-    let _ = tokio::time::timeout(Duration::from_millis(1), client.next()).await;
-    eventually(|| melody.stats().parks > parks + 1 && melody.stats().parked == 1).await;
-    // A park interval is 2 s: parked again well before one.
+    // Polled again, the client sends its pong; nothing else comes before the next ping.
+    let _ = tokio::time::timeout(Duration::from_millis(300), client.next()).await;
+    // Parked after the ping, then again after the pong; the next ping is due 1 s after this one.
+    eventually(|| melody.stats().parks >= parks + 2 && melody.stats().parked == 1).await;
     assert!(
-        pinged.elapsed() < Duration::from_secs(1),
+        pinged.elapsed() < Duration::from_millis(900),
         "parked again {:?} after the ping",
         pinged.elapsed()
     );
     // And it is alive: a message still comes back.
     echo(&mut client, "still here").await;
+}
+
+/// A session that parks at every wait, with a frame half read (it cannot park), must still
+/// wait rather than try to park again and again: on a current-thread runtime such a loop
+/// would freeze every task, the test's own timer included. The runtime runs on a thread of its
+/// own, so that a frozen one fails this test instead of hanging it.
+#[test]
+fn a_session_that_cannot_park_waits_instead_of_trying_again() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (melody, _) = echo_hub(Config::default().park_idle_after(Some(Duration::ZERO)));
+            let (addr, _) = serve(&melody).await;
+            let mut raw = Raw::connect(addr).await;
+            let mask = [9u8, 8, 7, 6];
+            let mut frame = vec![0x81, 0x80 | 5];
+            frame.extend_from_slice(&mask);
+            frame.extend(b"hello".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            use tokio::io::AsyncWriteExt;
+            raw.stream.write_all(&frame[..8]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            raw.stream.write_all(&frame[8..]).await.unwrap();
+            let (first, echoed) = raw.read_whole_frame().await;
+            assert_eq!((first, &echoed[..]), (0x81, &b"hello"[..]));
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the runtime went on (a session trying to park in a loop would freeze it)");
 }

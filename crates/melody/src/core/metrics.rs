@@ -85,8 +85,11 @@ pub(crate) fn connected() {
 }
 
 pub(crate) fn parked() {
-    counter!(PARKS).increment(1);
     gauge!(PARKED).increment(1.0);
+}
+
+pub(crate) fn park_held() {
+    counter!(PARKS).increment(1);
 }
 
 pub(crate) fn unparked() {

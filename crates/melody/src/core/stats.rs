@@ -91,12 +91,18 @@ impl Counters {
         metrics::connected();
     }
 
-    /// A session parked (its task ended; see `transport/connection/park.rs`).
+    /// A session parked (its task ends; see `transport/connection/park.rs`).
     pub(crate) fn parked(&self) {
         self.parked.fetch_add(1, Relaxed);
-        self.parks.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         metrics::parked();
+    }
+
+    /// A park held (nothing took the session back as it parked): counted in `parks`.
+    pub(crate) fn park_held(&self) {
+        self.parks.fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::park_held();
     }
 
     /// A parked session woke (its task is spawned again, or it ends).

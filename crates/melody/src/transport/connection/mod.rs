@@ -12,6 +12,7 @@
 mod deflate;
 mod inbound;
 mod park;
+mod reaper;
 mod write;
 
 use deflate::Outbound;
@@ -175,6 +176,7 @@ async fn serve(mut connection: Connection, begin: Begin) {
                         // parked): stay for a whole park interval.
                         Err(back) => {
                             connection = back;
+                            connection.park_refused = true;
                             connection.quiet_checks = 0;
                             connection.rearm_park_check();
                         }
@@ -207,7 +209,7 @@ enum Parking {
     Always,
 }
 
-/// What a session holds until it ends, parked or not.
+/// What a session holds until it ends, parked or not (dropped after its socket).
 struct Guards {
     /// Dropped first: the disconnect handler runs before the slot is released.
     _registered: Registered,
@@ -267,8 +269,6 @@ enum End {
 }
 
 struct Connection {
-    /// First: dropped (the disconnect handler run) before the socket closes.
-    guards: Guards,
     socket: Socket,
     session: Session,
     /// Messages taken from the outbox, being written.
@@ -296,6 +296,13 @@ struct Connection {
     quiet_checks: u8,
     /// When the timer next checks for idleness (only when the session may park).
     next_check: Instant,
+    /// A park was just refused (a frame half read, a handler call in flight, or a source
+    /// fired as it parked): no new attempt before the next wait, or a session that parks at
+    /// every wait would try again and again without yielding.
+    park_refused: bool,
+    /// Last: dropped after the socket is closed, so that a shutdown waiting for the sessions'
+    /// ends does not return before their sockets are closed.
+    guards: Guards,
 }
 
 impl Connection {
@@ -320,7 +327,6 @@ impl Connection {
             .rate_limit_quota()
             .map(|quota| Box::new(RateLimiter::direct(quota)));
         Self {
-            guards,
             socket,
             session,
             batch: VecDeque::new(),
@@ -336,6 +342,8 @@ impl Connection {
             // A session that has had no traffic yet parks at its first wait.
             quiet_checks: QUIET_TO_PARK,
             next_check,
+            park_refused: false,
+            guards,
         }
     }
 
@@ -428,6 +436,9 @@ impl Connection {
             if let Some(event) = ready {
                 return Poll::Ready(event);
             }
+        }
+        if std::mem::take(&mut self.park_refused) {
+            return Poll::Pending;
         }
         let park = match self.parking {
             Parking::Never => false,
@@ -591,22 +602,27 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let session = &self.0;
-        session.mark_closed();
-        // Out of every topic's members, so nothing reaches it any more; its own list of
-        // topics stays readable in the disconnect handler (presence on leave needs it).
-        session.withdraw();
-        session.hub().registry.remove(session.id());
-        session.hub().counters.disconnected();
-        tracing::debug!(session = %session.id(), "session disconnected");
-        session.hub().plugins.disconnected(session);
-        let handlers = session.hub().handlers();
-        if let Some(disconnect) = &handlers.disconnect {
-            if let Err(panic) = guarded(|| disconnect(session)) {
-                handlers.report(session, &panic_error(panic));
-            }
-        }
-        session.forget_topics();
-        session.hub().lifecycle.task_ended();
+        reaper::end(&self.0, ended);
     }
+}
+
+/// What ending a session does, once: out of the registry and the topics, the counts, the
+/// plug-ins and the disconnect handler.
+fn ended(session: &Session) {
+    session.mark_closed();
+    // Out of every topic's members, so nothing reaches it any more; its own list of
+    // topics stays readable in the disconnect handler (presence on leave needs it).
+    session.withdraw();
+    session.hub().registry.remove(session.id());
+    session.hub().counters.disconnected();
+    tracing::debug!(session = %session.id(), "session disconnected");
+    session.hub().plugins.disconnected(session);
+    let handlers = session.hub().handlers();
+    if let Some(disconnect) = &handlers.disconnect {
+        if let Err(panic) = guarded(|| disconnect(session)) {
+            handlers.report(session, &panic_error(panic));
+        }
+    }
+    session.forget_topics();
+    session.hub().lifecycle.task_ended();
 }

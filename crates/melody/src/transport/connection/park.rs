@@ -34,7 +34,7 @@ use tokio::{
 
 use super::{
     Begin, Connection, Guards, MAX_CONCURRENT_HANDLERS, Parking, QUIET_TO_PARK, deflate::Outbound,
-    serve,
+    reaper, serve,
 };
 use crate::{
     core::session::Session,
@@ -106,10 +106,12 @@ impl Wake for Cell {
             Err(TryLockError::WouldBlock) => return,
         };
         if let Some(parked) = parked {
-            // After a runtime shut down the task is dropped at once, and with it the session
-            // (its disconnect handler runs), as the runtime's own tasks are.
             let connection = Connection::unpark(parked, self.clone());
-            self.runtime.spawn(serve(connection, Begin::Woken));
+            // A runtime that is shutting down drops the task at once, here: the session is
+            // then ended by the reaper, not under whatever locks this thread holds.
+            reaper::waking(&self.runtime, || {
+                self.runtime.spawn(serve(connection, Begin::Woken));
+            });
         }
     }
 }
@@ -128,6 +130,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
             runtime: Handle::current(),
         })
     });
+    let hub = connection.session.hub().clone();
     let parked = match connection.into_parked() {
         Ok(parked) => parked,
         Err(mut connection) => {
@@ -140,6 +143,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
     let mut slot = cell.lock();
     cell.woken.store(false, Ordering::SeqCst);
     let parked = slot.insert(parked);
+    // Counted in under the lock, so that a waker that takes it out counts it out after.
     parked.session.hub().counters.parked();
     let ready = parked.poll_ready(&mut cx);
     let back = if ready { Cell::take(&mut slot) } else { None };
@@ -152,7 +156,10 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
     };
     match back {
         Some(parked) => Err(Connection::unpark(parked, cell)),
-        None => Ok(()),
+        None => {
+            hub.counters.park_held();
+            Ok(())
+        }
     }
 }
 
@@ -183,7 +190,6 @@ impl Connection {
             .as_mut()
             .reset(self.next_ping.min(self.pong_deadline));
         let Self {
-            guards,
             socket,
             session,
             batch,
@@ -198,6 +204,8 @@ impl Connection {
             parking,
             quiet_checks,
             next_check,
+            park_refused,
+            guards,
         } = self;
         match socket.park() {
             Ok(socket) => Ok(Parked {
@@ -211,7 +219,6 @@ impl Connection {
                 guards,
             }),
             Err(socket) => Err(Self {
-                guards,
                 socket,
                 session,
                 batch,
@@ -226,6 +233,8 @@ impl Connection {
                 parking,
                 quiet_checks,
                 next_check,
+                park_refused,
+                guards,
             }),
         }
     }
@@ -240,7 +249,6 @@ impl Connection {
             _ => Parking::WhenIdle,
         };
         Self {
-            guards: parked.guards,
             socket: Socket::unpark(parked.socket, max_message),
             session: parked.session,
             batch: VecDeque::new(),
@@ -256,6 +264,8 @@ impl Connection {
             // It parked quiet, and is quiet until traffic says otherwise.
             quiet_checks: QUIET_TO_PARK,
             next_check: parked.next_ping,
+            park_refused: false,
+            guards: parked.guards,
         }
     }
 }
