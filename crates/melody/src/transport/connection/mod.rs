@@ -98,12 +98,7 @@ pub(crate) fn spawn(
     let span = tracing::debug_span!("melody_session", id = session.id().as_u64());
     // A parked session has no task to carry its span: with a subscriber that wants the span,
     // sessions do not park.
-    let parking = match hub.config.park_idle_after {
-        Some(_) if !span.is_disabled() => Parking::Never,
-        Some(idle) if idle.is_zero() => Parking::Always,
-        Some(_) => Parking::WhenIdle,
-        None => Parking::Never,
-    };
+    let traced = !span.is_disabled();
     let task = async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -132,8 +127,8 @@ pub(crate) fn spawn(
         );
         // Only a plain TCP stream can wait for readiness without a task (not an HTTP/2
         // stream, nor a stream some layer wraps).
-        let parking = if socket.is_tcp() {
-            parking
+        let parking = if socket.is_tcp() && !traced {
+            Parking::of(config)
         } else {
             Parking::Never
         };
@@ -207,6 +202,17 @@ enum Parking {
     WhenIdle,
     /// At every wait.
     Always,
+}
+
+impl Parking {
+    /// What the hub's configuration asks for, on a stream that can park.
+    fn of(config: &crate::Config) -> Self {
+        match config.park_idle_after {
+            None => Self::Never,
+            Some(idle) if idle.is_zero() => Self::Always,
+            Some(_) => Self::WhenIdle,
+        }
+    }
 }
 
 /// What a session holds until it ends, parked or not (dropped after its socket).
@@ -317,16 +323,12 @@ impl Connection {
         let now = Instant::now();
         let next_ping = now + config.effective_ping_period();
         let pong_deadline = now + config.pong_wait;
-        let next_check = now + config.park_idle_after.unwrap_or_default();
-        let mut first = next_ping.min(pong_deadline);
-        if parking == Parking::WhenIdle {
-            first = first.min(next_check);
-        }
-        let timer = Box::pin(sleep_until(first));
+        // Set for real by `rearm_park_check` below, with the timer.
+        let timer = Box::pin(sleep_until(next_ping));
         let rate_limit = config
             .rate_limit_quota()
             .map(|quota| Box::new(RateLimiter::direct(quota)));
-        Self {
+        let mut connection = Self {
             socket,
             session,
             batch: VecDeque::new(),
@@ -341,10 +343,12 @@ impl Connection {
             parking,
             // A session that has had no traffic yet parks at its first wait.
             quiet_checks: QUIET_TO_PARK,
-            next_check,
+            next_check: now,
             park_refused: false,
             guards,
-        }
+        };
+        connection.rearm_park_check();
+        connection
     }
 
     /// Sets the next park check a whole interval from now (a parked session has none).
@@ -602,7 +606,7 @@ impl Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        reaper::end(&self.0, ended);
+        reaper::end(&self.0);
     }
 }
 

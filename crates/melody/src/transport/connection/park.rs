@@ -244,10 +244,8 @@ impl Connection {
     fn unpark(parked: Parked, cell: Arc<Cell>) -> Self {
         let config = &parked.session.hub().config;
         let max_message = config.max_message_size;
-        let parking = match config.park_idle_after {
-            Some(idle) if idle.is_zero() => Parking::Always,
-            _ => Parking::WhenIdle,
-        };
+        // It parked, so the configuration lets it.
+        let parking = Parking::of(config);
         Self {
             socket: Socket::unpark(parked.socket, max_message),
             session: parked.session,

@@ -15,6 +15,7 @@ use std::{
 
 use tokio::runtime::Handle;
 
+use super::ended;
 use crate::core::session::Session;
 
 thread_local! {
@@ -35,21 +36,21 @@ pub(super) fn waking(runtime: &Handle, wake: impl FnOnce()) {
     wake();
 }
 
-/// Ends `session` with `end`: at once, or on the reaper's thread when this thread is waking a
-/// parked session (see the module doc).
-pub(super) fn end(session: &Session, end: fn(&Session)) {
+/// Ends `session` (see [`ended`]): at once, or on the reaper's thread when this thread is
+/// waking a parked session (see the module doc).
+pub(super) fn end(session: &Session) {
     let runtime = WAKING.with(|waking| waking.borrow().clone());
     let Some(runtime) = runtime else {
-        end(session);
+        ended(session);
         return;
     };
-    if let Err(mpsc::SendError((session, ..))) = reaper().send((session.clone(), runtime, end)) {
+    if let Err(mpsc::SendError((session, _))) = reaper().send((session.clone(), runtime)) {
         // No reaper thread (the system refused one): ending it here is all there is.
-        end(&session);
+        ended(&session);
     }
 }
 
-type Ending = (Session, Handle, fn(&Session));
+type Ending = (Session, Handle);
 
 /// The reaper's queue; its thread starts with the first session it is handed.
 fn reaper() -> mpsc::Sender<Ending> {
@@ -59,9 +60,9 @@ fn reaper() -> mpsc::Sender<Ending> {
         let started = std::thread::Builder::new()
             .name("melody-reaper".into())
             .spawn(move || {
-                for (session, runtime, end) in receiver {
+                for (session, runtime) in receiver {
                     let _context = runtime.enter();
-                    end(&session);
+                    ended(&session);
                 }
             });
         if let Err(error) = started {
