@@ -20,6 +20,7 @@ pub(crate) mod outbox;
 pub(crate) mod plugin;
 pub(crate) mod random;
 pub(crate) mod registry;
+pub(crate) mod request_head;
 pub(crate) mod session;
 pub(crate) mod stats;
 pub(crate) mod striped;

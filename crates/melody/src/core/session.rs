@@ -24,6 +24,7 @@ use super::{
     error::{CloseError, DataError, Error, JoinError, SendError, TrySendError},
     hub::{Hub, Melody},
     outbox::{Outbox, PushError},
+    request_head::RequestHead,
 };
 use crate::protocol::{
     close::{CloseCode, CloseFrame},
@@ -58,7 +59,7 @@ struct Inner {
     hub: Arc<Hub>,
     outbox: Outbox,
     closed: AtomicBool,
-    request: Parts,
+    request: RequestHead,
     endpoints: Endpoints,
     /// Boxed, and only once something is stored: many sessions never store anything, and an
     /// empty map inline would cost each of them 48 bytes.
@@ -73,16 +74,11 @@ struct Stores {
     extensions: Extensions,
 }
 
-/// The subprotocol selected at the upgrade, kept in the request's extensions (a session
-/// without one pays nothing for it).
-#[derive(Clone, Debug)]
-pub(crate) struct Subprotocol(pub(crate) Box<str>);
-
 impl Session {
     pub(crate) fn new(
         hub: Arc<Hub>,
         id: SessionId,
-        request: Parts,
+        request: RequestHead,
         data: HashMap<String, Stored>,
         addrs: (Option<SocketAddr>, Option<SocketAddr>),
     ) -> Self {
@@ -246,27 +242,35 @@ impl Session {
     /// [`remote_addr`](Self::remote_addr) and [`local_addr`](Self::local_addr). (`ConnectInfo`
     /// stays when a `RemoteAddr` said something else, as middleware behind a proxy may.) Every
     /// session holds its request head for its whole life, so it holds nothing twice.
+    ///
+    /// # Cost
+    ///
+    /// A session keeps its head packed in one allocation (its bytes and a byte or two per
+    /// field) and builds these `Parts` at the first call to this method, [`method`](Self::method),
+    /// [`uri`](Self::uri) or [`headers`](Self::headers), keeping them from then on: about 350
+    /// bytes more, and ~100 per header. Later calls borrow them. A session whose request is never
+    /// read pays for the packed head only.
     #[must_use]
     pub fn request(&self) -> &Parts {
-        &self.inner.request
+        self.inner.request.parts()
     }
 
     /// The upgrade request's method: `GET`, or `CONNECT` for a WebSocket over HTTP/2.
     #[must_use]
     pub fn method(&self) -> &Method {
-        &self.inner.request.method
+        &self.request().method
     }
 
     /// The upgrade request's URI (path and query).
     #[must_use]
     pub fn uri(&self) -> &Uri {
-        &self.inner.request.uri
+        &self.request().uri
     }
 
     /// The upgrade request's headers.
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
-        &self.inner.request.headers
+        &self.request().headers
     }
 
     /// The subprotocol selected at the upgrade (`Sec-WebSocket-Protocol`), from
@@ -274,11 +278,7 @@ impl Session {
     /// none the server speaks (or the server lists none).
     #[must_use]
     pub fn subprotocol(&self) -> Option<&str> {
-        self.inner
-            .request
-            .extensions
-            .get::<Subprotocol>()
-            .map(|selected| &*selected.0)
+        self.inner.request.subprotocol()
     }
 
     /// Stores a value under a key: a string (Go melody's `Set`) or a typed [`Key`](crate::Key).
@@ -526,4 +526,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// With its `Arc` header, a session's state fills mimalloc's 256-byte class: a byte more
+    /// and every session costs 64 more (docs/PERFORMANCE_NOTES.md "Idle memory").
+    #[test]
+    fn a_session_fits_its_size_class() {
+        let inner = std::mem::size_of::<super::Inner>();
+        assert!(inner <= 240, "a session's state grew to {inner} bytes");
+    }
 }

@@ -26,7 +26,7 @@ use crate::core::{
     data::Keys,
     hub::Hub,
     lifecycle::Slot,
-    session::Subprotocol,
+    request_head::RequestHead,
     stats::Reason,
 };
 use crate::protocol::deflate;
@@ -92,14 +92,11 @@ pub(crate) async fn upgrade(
         remote_addr(&parts),
         parts.extensions.get::<LocalAddr>().map(|a| a.0),
     );
-    let mut parts = compact(parts, &hub.config).ok_or(UpgradeRejection::HeadersTooLarge)?;
+    let head = compact(parts, subprotocol.as_deref(), &hub.config)
+        .ok_or(UpgradeRejection::HeadersTooLarge)?;
     let protocol_header = subprotocol.as_deref().map(HeaderValue::from_str);
-    if let Some(name) = subprotocol {
-        parts.extensions.insert(Subprotocol(name));
-    }
-    parts.extensions = tightened(std::mem::take(&mut parts.extensions));
     let agreed = deflate.as_ref().map(|(agreed, _)| *agreed);
-    connection::spawn(hub.clone(), on_upgrade, parts, keys, addrs, slot, agreed);
+    connection::spawn(hub.clone(), on_upgrade, head, keys, addrs, slot, agreed);
 
     let mut response = handshake.accept();
     // What was negotiated is answered alike over both kinds of handshake.
@@ -148,13 +145,14 @@ const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
     header::SEC_WEBSOCKET_EXTENSIONS,
 ];
 
-/// The request head a session keeps: its own copies of the URI and the kept headers, without
-/// the handshake headers; `None` when that is over [`Config::max_request_head`].
+/// The request head a session keeps ([`RequestHead`]): the URI and the kept headers, without
+/// the handshake headers, packed into the session's own allocation; `None` when that is over
+/// [`Config::max_request_head`].
 ///
 /// hyper parses them as slices of its connection read buffer; a session that kept those would
 /// keep the whole buffer (kilobytes) alive for its lifetime. Measured with `melody-bench idle`.
 /// The bound matters as much: a client controls how many headers it sends.
-fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
+fn compact(mut parts: Parts, subprotocol: Option<&str>, config: &Config) -> Option<RequestHead> {
     let kept = |name: &header::HeaderName| {
         !HANDSHAKE_HEADERS.contains(name)
             && config
@@ -162,51 +160,51 @@ fn compact(mut parts: Parts, config: &Config) -> Option<Parts> {
                 .as_ref()
                 .is_none_or(|names| names.contains(name))
     };
-    let mut size = parts.uri.to_string().len();
-    let mut count = 0;
-    for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
-        size += name.as_str().len() + value.len();
-        count += 1;
-    }
+    let uri = parts.uri.to_string();
+    let headers: Vec<_> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| kept(name))
+        .collect();
+    let size = uri.len()
+        + headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum::<usize>();
     if size > config.max_request_head {
         return None;
     }
-    let mut headers = HeaderMap::with_capacity(count);
-    for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
-        let name = header::HeaderName::from_bytes(name.as_str().as_bytes())
-            .unwrap_or_else(|_| name.clone());
-        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        headers.append(name, value);
-    }
-    parts.headers = headers;
-    parts.uri = own_uri(&parts.uri);
     // The addresses become the session's own (`remote_addr`, `local_addr`, read before this):
     // the extensions they came from are not kept a second time (a boxed value each). axum's
     // `ConnectInfo` stays where it says something else (behind a proxy, `RemoteAddr` may be
     // the client's address and `ConnectInfo` the proxy's).
+    let extensions = &mut parts.extensions;
     #[cfg(feature = "axum")]
-    if let Some(info) = parts
-        .extensions
-        .remove::<::axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        let remote = parts.extensions.get::<RemoteAddr>().map(|addr| addr.0);
+    if let Some(info) = extensions.remove::<::axum::extract::ConnectInfo<SocketAddr>>() {
+        let remote = extensions.get::<RemoteAddr>().map(|addr| addr.0);
         if remote.is_some_and(|remote| remote != info.0) {
-            parts.extensions.insert(info);
+            extensions.insert(info);
         }
     }
-    parts.extensions.remove::<RemoteAddr>();
-    parts.extensions.remove::<LocalAddr>();
+    extensions.remove::<RemoteAddr>();
+    extensions.remove::<LocalAddr>();
     // axum's router keeps the URI as it came as well: kept only where it differs (a nested
     // router strips a prefix), so a session never holds the same URI twice.
     #[cfg(feature = "axum")]
-    if let Some(::axum::extract::OriginalUri(uri)) = parts.extensions.remove() {
-        if uri != parts.uri {
-            parts
-                .extensions
-                .insert(::axum::extract::OriginalUri(own_uri(&uri)));
+    if let Some(::axum::extract::OriginalUri(original)) = extensions.remove() {
+        if original != parts.uri {
+            extensions.insert(::axum::extract::OriginalUri(own_uri(&original)));
         }
     }
-    Some(parts)
+    let extensions = tightened(std::mem::take(extensions));
+    Some(RequestHead::pack(
+        parts.version,
+        &parts.method,
+        &uri,
+        subprotocol,
+        &headers,
+        extensions,
+    ))
 }
 
 /// The same extensions in a table of their own size. Hyper, the server and the router grew the

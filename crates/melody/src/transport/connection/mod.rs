@@ -29,7 +29,6 @@ use std::{
 };
 
 use governor::{DefaultDirectRateLimiter, RateLimiter};
-use http::request::Parts;
 use hyper::upgrade::OnUpgrade;
 use tokio::{
     sync::Semaphore,
@@ -48,6 +47,7 @@ use crate::{
         hub::Hub,
         lifecycle::{Slot, TaskGuard},
         outbox::Wake,
+        request_head::RequestHead,
         session::Session,
         stats::Reason,
     },
@@ -78,7 +78,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 pub(crate) fn spawn(
     hub: Arc<Hub>,
     on_upgrade: OnUpgrade,
-    request: Parts,
+    request: RequestHead,
     keys: Keys,
     addrs: (Option<SocketAddr>, Option<SocketAddr>),
     slot: Slot,
