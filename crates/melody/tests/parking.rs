@@ -39,11 +39,12 @@ fn echo_hub(config: Config) -> (Melody, Arc<AtomicUsize>) {
 }
 
 /// Serves `melody` with `melody::serve` (no task per connection once upgraded); the number of
-/// live tasks with every session parked.
+/// live tasks with every session parked: the server's, and the hub's alarm clock for parked
+/// sessions (it runs while a session is parked).
 async fn serve(melody: &Melody) -> (std::net::SocketAddr, usize) {
     let app = axum::Router::new().route("/ws", axum::routing::get(melody.handler()));
     let addr = spawn_served(app, |serve| serve).await;
-    (addr, live_tasks())
+    (addr, live_tasks() + 1)
 }
 
 /// The next frame of any kind (`recv` skips pings and pongs). On paused time, the bound is
@@ -170,7 +171,8 @@ async fn sessions_never_park_when_parking_is_off() {
     echo(&mut client, "one").await;
     // Ten seconds: five intervals of the default (2 s), which would have parked it.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(live_tasks(), parked + 1);
+    // The session's task, and no alarm clock: nothing ever parked.
+    assert_eq!(live_tasks(), parked);
     assert_eq!(melody.stats().parks, 0);
     echo(&mut client, "two").await;
 }
@@ -420,4 +422,63 @@ fn a_session_that_cannot_park_waits_instead_of_trying_again() {
     finished
         .recv_timeout(Duration::from_secs(20))
         .expect("the runtime went on (a session trying to park in a loop would freeze it)");
+}
+
+/// Parked sessions are listed on the hub's alarm clock for their next ping; one that ends
+/// leaves it at once (not at its deadline an hour later), and the clock's task ends with the
+/// last of them.
+#[tokio::test(start_paused = true)]
+async fn sessions_that_end_leave_the_alarm_clock_at_once() {
+    let config = Config::default()
+        .ping_period(Duration::from_secs(3600))
+        .pong_wait(Duration::from_secs(4000));
+    let (melody, disconnects) = echo_hub(config);
+    let (addr, parked) = serve(&melody).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(connect(addr).await);
+    }
+    eventually(|| live_tasks() == parked).await;
+    for mut client in clients {
+        client.close().await.unwrap();
+    }
+    eventually(|| disconnects.load(Ordering::SeqCst) == 5).await;
+    // No session listed: no clock either (within `eventually`'s bound, not in an hour).
+    eventually(|| live_tasks() == parked - 1).await;
+}
+
+/// The alarm clock runs on the runtime of a session that parks: when that runtime goes away,
+/// the next session to park (on another runtime) starts it again there, and gets its pings.
+#[test]
+fn the_alarm_clock_starts_again_on_another_runtime() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let config = Config::default()
+        .ping_period(Duration::from_millis(200))
+        .pong_wait(Duration::from_secs(5));
+    let (melody, _) = echo_hub(config);
+    let first = runtime();
+    let client = first.block_on(async {
+        let (addr, _) = serve(&melody).await;
+        let client = connect(addr).await;
+        eventually(|| melody.stats().parked == 1).await;
+        client
+    });
+    drop(first);
+    drop(client);
+    runtime().block_on(async {
+        let (addr, _) = serve(&melody).await;
+        let mut client = connect(addr).await;
+        eventually(|| melody.stats().parked == 1).await;
+        let ping = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a ping from the parked session")
+            .expect("the connection is open")
+            .unwrap();
+        assert!(ping.is_ping(), "expected a ping, got {ping:?}");
+    });
 }

@@ -118,11 +118,13 @@ pub struct Config {
     /// permessage-deflate: off (the default), shared or dedicated ([`Compression`]).
     pub compression: Compression,
     /// How long a session goes without traffic (no message read, none queued for it) before
-    /// it gives up its task and parks. A parked session keeps its TCP stream, timers and
+    /// it gives up its task and parks. A parked session keeps its TCP stream, deadlines and
     /// limits in about 0.2 KiB instead of a task of about 0.75 KiB, and is woken by whatever
     /// comes first: a message from the client, one queued for it, a ping due, a close. Waking
     /// costs one task spawn (about a microsecond), which is why a busy session does not park.
-    /// Nothing else changes: every handler, limit and timeout works the same.
+    /// Nothing else changes: every handler, limit and timeout works the same, except that a
+    /// parked session's ping and pong deadline come from one alarm clock per hub that ticks
+    /// every 50 ms: up to 50 ms late, never early.
     ///
     /// A session parks between one and two of these after its last traffic, and at once when
     /// it has had none since it connected. `Some(Duration::ZERO)` parks at every wait; `None`

@@ -177,6 +177,22 @@ impl PluginTable {
         }
     }
 
+    /// The state of type `T`, made by `make` if there is none yet (for the crate's own
+    /// per-hub services).
+    pub(crate) fn state_or_insert_with<T: Any + Send + Sync>(
+        &self,
+        make: impl FnOnce() -> Arc<T>,
+    ) -> Arc<T> {
+        let mut state = lock(&self.state);
+        let found = state.get(&TypeId::of::<T>()).cloned();
+        if let Some(found) = found.and_then(|found| found.downcast().ok()) {
+            return found;
+        }
+        let made = make();
+        state.insert(TypeId::of::<T>(), made.clone());
+        made
+    }
+
     /// Tells every sink that the hub closed.
     pub(crate) fn closed(&self) {
         for sink in self.sinks.load().iter() {

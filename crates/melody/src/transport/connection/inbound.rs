@@ -2,12 +2,12 @@
 //! run inline, awaited in place, or spawned (at most [`MAX_CONCURRENT_HANDLERS`] per session)
 //! under concurrent message handling.
 
-use std::{io, panic::AssertUnwindSafe, sync::Arc};
+use std::{future::poll_fn, io, panic::AssertUnwindSafe, sync::Arc};
 
 use futures_util::{FutureExt, future::CatchUnwind};
 use tokio::{sync::Semaphore, time::Instant};
 
-use super::{Connection, End, Flow, MAX_CONCURRENT_HANDLERS, READ_AHEAD, Step};
+use super::{Connection, End, Flow, MAX_CONCURRENT_HANDLERS, READ_AHEAD, Step, poll_timer};
 use crate::{
     core::{
         dispatch::{BoxFuture, Handlers, OnMessage, guarded, panic_error, spawn_guarded},
@@ -255,7 +255,7 @@ impl Connection {
                         return Some(end);
                     }
                 }
-                () = &mut self.timer => {
+                () = poll_fn(|cx| poll_timer(&mut self.timer, cx)) => {
                     if let Some(end) = self.on_timer().await {
                         return Some(end);
                     }

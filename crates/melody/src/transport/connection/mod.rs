@@ -9,6 +9,7 @@
 //! `inbound.rs`; writing a batch is `write.rs`. The socket itself is `../io.rs`; frames are
 //! parsed by `protocol::frames`.
 
+mod alarm;
 mod deflate;
 mod inbound;
 mod park;
@@ -181,9 +182,20 @@ async fn serve(mut connection: Connection, begin: Begin) {
         }
     };
     connection.session.mark_closed();
+    if let Some(cell) = connection.cell.take() {
+        park::unlist(&cell, connection.session.hub());
+    }
     // Boxed: the closing phase runs once, and kept inline it would add its size to every
     // active session's task.
     Box::pin(connection.close(end)).await;
+}
+
+/// Polls the liveness timer (a connection without one has nothing to wait for on it).
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer {
+        Some(timer) => timer.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
 }
 
 /// How a session's task starts.
@@ -280,8 +292,9 @@ struct Connection {
     /// Messages taken from the outbox, being written.
     batch: VecDeque<Message>,
     /// One timer for both liveness duties: it fires at the next ping or at the pong deadline,
-    /// whichever comes first (one timer polled per wake-up instead of two).
-    timer: Pin<Box<Sleep>>,
+    /// whichever comes first (one timer polled per wake-up instead of two). `None` only
+    /// between a wake and the woken task's first step: a parked session has no timer.
+    timer: Option<Pin<Box<Sleep>>>,
     next_ping: Instant,
     pong_deadline: Instant,
     /// Boxed: most hubs set no limit, and a session should not carry its room.
@@ -324,7 +337,7 @@ impl Connection {
         let next_ping = now + config.effective_ping_period();
         let pong_deadline = now + config.pong_wait;
         // Set for real by `rearm_park_check` below, with the timer.
-        let timer = Box::pin(sleep_until(next_ping));
+        let timer = Some(Box::pin(sleep_until(next_ping)));
         let rate_limit = config
             .rate_limit_quota()
             .map(|quota| Box::new(RateLimiter::direct(quota)));
@@ -373,7 +386,10 @@ impl Connection {
         if self.parking == Parking::WhenIdle {
             next = next.min(self.next_check);
         }
-        self.timer.as_mut().reset(next);
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(next),
+            None => self.timer = Some(Box::pin(sleep_until(next))),
+        }
     }
 
     /// Runs the connect handler; `Some` ends the session before it starts (a panic, or a hub
@@ -432,7 +448,7 @@ impl Connection {
                     Poll::Ready(next) => Some(Event::Read(next)),
                     Poll::Pending => None,
                 },
-                _ => match self.timer.as_mut().poll(cx) {
+                _ => match poll_timer(&mut self.timer, cx) {
                     Poll::Ready(()) => Some(Event::Timer),
                     Poll::Pending => None,
                 },

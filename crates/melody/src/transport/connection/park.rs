@@ -1,7 +1,9 @@
 //! Parking: an idle session gives up its task. What it keeps is moved into a small cell (the
-//! TCP stream, the timer, the limits and the guards, no buffers), and the cell is the waker of
-//! the three things that can wake it: the socket becoming readable, the outbox, and the liveness
-//! timer. The first of them to fire spawns a new task that takes the connection back.
+//! TCP stream, its deadlines, the limits and the guards; no buffers, no timer), and the cell is
+//! the waker of the three things that can wake it: the socket becoming readable, the outbox,
+//! and the hub's alarm clock for parked sessions (`alarm.rs`), under whose tick the cell is
+//! listed for its next ping or pong deadline. The first of them to fire spawns a new task that
+//! takes the connection back.
 //!
 //! Why: a session's task is most of an idle session's memory (the task is ~0.75 KiB; the cell
 //! ~0.2 KiB, docs/PERFORMANCE_NOTES.md "Idle memory"), and most sessions of a real-time server
@@ -18,7 +20,6 @@
 
 use std::{
     collections::VecDeque,
-    pin::Pin,
     sync::{
         Arc, Mutex, MutexGuard, TryLockError,
         atomic::{AtomicBool, Ordering},
@@ -27,13 +28,12 @@ use std::{
 };
 
 use governor::DefaultDirectRateLimiter;
-use tokio::{
-    runtime::Handle,
-    time::{Instant, Sleep},
-};
+use tokio::{runtime::Handle, time::Instant};
 
 use super::{
-    Begin, Connection, Guards, MAX_CONCURRENT_HANDLERS, Parking, QUIET_TO_PARK, deflate::Outbound,
+    Begin, Connection, Guards, MAX_CONCURRENT_HANDLERS, Parking, QUIET_TO_PARK,
+    alarm::{Alarms, Listing},
+    deflate::Outbound,
     reaper, serve,
 };
 use crate::{
@@ -45,7 +45,6 @@ use crate::{
 pub(super) struct Parked {
     socket: ParkedSocket,
     session: Session,
-    timer: Pin<Box<Sleep>>,
     next_ping: Instant,
     pong_deadline: Instant,
     rate_limit: Option<Box<DefaultDirectRateLimiter>>,
@@ -54,12 +53,18 @@ pub(super) struct Parked {
 }
 
 impl Parked {
-    /// Registers `cx` with every source that can wake the session; whether one is ready
-    /// already.
+    /// When the session must wake even without traffic: for its next ping or its pong
+    /// deadline.
+    fn deadline(&self) -> Instant {
+        self.next_ping.min(self.pong_deadline)
+    }
+
+    /// Registers `cx` with the outbox and the socket (the alarm clock is told apart); whether
+    /// a source is ready already, the deadline included.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
         self.session.outbox().poll_ready(cx).is_ready()
             || self.socket.poll_readable(cx).is_ready()
-            || self.timer.as_mut().poll(cx).is_ready()
+            || Instant::now() >= self.deadline()
     }
 }
 
@@ -69,6 +74,8 @@ pub(super) struct Cell {
     parked: Mutex<Option<Parked>>,
     /// Set by every wake; read by the parker after it lets the lock go (see the module doc).
     woken: AtomicBool,
+    /// The alarm clock's tick the cell is listed under, if any.
+    listing: Listing,
     /// Where the woken session's task is spawned: a waker may run on any thread.
     runtime: Handle,
 }
@@ -82,6 +89,15 @@ impl Cell {
             parked.session.hub().counters.unparked();
         }
         parked
+    }
+
+    pub(super) fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
+    /// The alarm clock's wake: the session's deadline came.
+    pub(super) fn alarm(self: &Arc<Self>) {
+        self.wake_by_ref();
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Parked>> {
@@ -127,6 +143,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
         Arc::new(Cell {
             parked: Mutex::new(None),
             woken: AtomicBool::new(false),
+            listing: Listing::new(),
             runtime: Handle::current(),
         })
     });
@@ -145,6 +162,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
     let parked = slot.insert(parked);
     // Counted in under the lock, so that a waker that takes it out counts it out after.
     parked.session.hub().counters.parked();
+    Alarms::of(&hub).list(&cell, &cell.listing, parked.deadline());
     let ready = parked.poll_ready(&mut cx);
     let back = if ready { Cell::take(&mut slot) } else { None };
     drop(slot);
@@ -161,6 +179,11 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
             Ok(())
         }
     }
+}
+
+/// Takes an ending session out of the alarm clock's list, so that its cell goes at once.
+pub(super) fn unlist(cell: &Arc<Cell>, hub: &crate::core::hub::Hub) {
+    Alarms::of(hub).unlist(cell, &cell.listing);
 }
 
 impl Connection {
@@ -180,15 +203,13 @@ impl Connection {
         if !self.batch.is_empty() || handlers_in_flight {
             return Err(self);
         }
-        // Let go of what the last burst grew, and wake only for the next ping or the pong
-        // deadline: a parked session has no park check to make.
+        // Let go of what the last burst grew. The timer goes too: the hub's alarm clock wakes
+        // the session for its next ping or pong deadline (a parked session has no park check
+        // to make).
         self.session.outbox().shrink();
         if let Some(deflate) = &mut self.deflate {
             deflate.shrink();
         }
-        self.timer
-            .as_mut()
-            .reset(self.next_ping.min(self.pong_deadline));
         let Self {
             socket,
             session,
@@ -211,7 +232,6 @@ impl Connection {
             Ok(socket) => Ok(Parked {
                 socket,
                 session,
-                timer,
                 next_ping,
                 pong_deadline,
                 rate_limit,
@@ -250,7 +270,8 @@ impl Connection {
             socket: Socket::unpark(parked.socket, max_message),
             session: parked.session,
             batch: VecDeque::new(),
-            timer: parked.timer,
+            // Made when its task runs (`serve`): a waker's thread may have no clock.
+            timer: None,
             next_ping: parked.next_ping,
             pong_deadline: parked.pong_deadline,
             rate_limit: parked.rate_limit,
