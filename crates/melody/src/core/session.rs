@@ -240,16 +240,17 @@ impl Session {
     /// carried the connection's addresses ([`RemoteAddr`](crate::RemoteAddr),
     /// [`LocalAddr`](crate::LocalAddr), axum's `ConnectInfo<SocketAddr>`): they are
     /// [`remote_addr`](Self::remote_addr) and [`local_addr`](Self::local_addr). (`ConnectInfo`
-    /// stays when a `RemoteAddr` said something else, as middleware behind a proxy may.) Every
-    /// session holds its request head for its whole life, so it holds nothing twice.
+    /// stays when a `RemoteAddr` said something else, as middleware behind a proxy may.)
     ///
     /// # Cost
     ///
-    /// A session keeps its head packed in one allocation (its bytes and a byte or two per
-    /// field) and builds these `Parts` at the first call to this method, [`method`](Self::method),
-    /// [`uri`](Self::uri) or [`headers`](Self::headers), keeping them from then on: about 350
-    /// bytes more, and ~100 per header. Later calls borrow them. A session whose request is never
-    /// read pays for the packed head only.
+    /// Every session holds its request head for its whole life, packed in one allocation (its
+    /// bytes and a byte or two per field). It builds these `Parts` at the first call to this
+    /// method, [`method`](Self::method), [`uri`](Self::uri) or [`headers`](Self::headers) and
+    /// keeps them beside the packed head from then on: about 350 bytes more, and ~100 per
+    /// header; the extensions are cloned into them (an `Arc` in an extension is shared, not
+    /// copied). Later calls borrow them. A session whose request is never read pays for the
+    /// packed head only.
     #[must_use]
     pub fn request(&self) -> &Parts {
         self.inner.request.parts()
