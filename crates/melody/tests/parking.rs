@@ -482,3 +482,45 @@ fn the_alarm_clock_starts_again_on_another_runtime() {
         assert!(ping.is_ping(), "expected a ping, got {ping:?}");
     });
 }
+
+/// A hub serving sessions on two runtimes: the alarm clock runs on the first runtime whose
+/// session parked. When that runtime goes away, the clock moves to the runtime of a session
+/// still parked, whose pings then go on.
+#[test]
+fn the_alarm_clock_moves_when_its_runtime_goes_away() {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let config = Config::default()
+        .ping_period(Duration::from_millis(1500))
+        .pong_wait(Duration::from_secs(10));
+    let (melody, _) = echo_hub(config);
+    let (first, second) = (runtime(), runtime());
+    let first_client = first.block_on(async {
+        let (addr, _) = serve(&melody).await;
+        let client = connect(addr).await;
+        eventually(|| melody.stats().parked == 1).await;
+        client
+    });
+    let mut client = second.block_on(async {
+        let (addr, _) = serve(&melody).await;
+        let client = connect(addr).await;
+        eventually(|| melody.stats().parked == 2).await;
+        client
+    });
+    // Its session parked on the second runtime while the clock ran on the first.
+    drop(first);
+    drop(first_client);
+    second.block_on(async {
+        let ping = tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("a ping from the session parked on the second runtime")
+            .expect("the connection is open")
+            .unwrap();
+        assert!(ping.is_ping(), "expected a ping, got {ping:?}");
+    });
+}

@@ -230,6 +230,7 @@ fn tightened(extensions: Extensions) -> Extensions {
 }
 
 /// A copy of the URI in its own allocation.
+#[cfg(feature = "axum")]
 fn own_uri(uri: &http::Uri) -> http::Uri {
     http::Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }

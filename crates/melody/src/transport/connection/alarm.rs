@@ -8,8 +8,10 @@
 //! session's ping is sent, and its pong deadline enforced, up to one tick late, never early.
 //!
 //! The clock's task runs only while something is listed: it ends when its list is empty, and
-//! the next listing starts another on the runtime of the session that lists itself (so a hub
-//! whose runtime went away, or that serves several, goes on). A session listed under a tick
+//! the next park starts another on the runtime of the session that parks. A hub may serve
+//! sessions of several runtimes: when the clock's runtime drops its task (shutting down), the
+//! clock moves to the runtime of a session still listed, and any later park starts it again
+//! if that failed too. A session listed under a tick
 //! that passed while it was awake, or that listed itself again under another tick, is skipped:
 //! each cell remembers the one tick it is listed under. A session that ends takes itself out of
 //! the list at once.
@@ -24,6 +26,7 @@ use std::{
 };
 
 use tokio::{
+    runtime::{self, Handle},
     sync::Notify,
     time::{Instant, sleep_until},
 };
@@ -75,27 +78,54 @@ impl Alarms {
     }
 
     /// Lists `cell` to be woken at `deadline` (at the end of its tick), unless it is listed
-    /// under that tick already. Runs in a task of the session's runtime.
+    /// under that tick already, and starts the clock if it is not running. Runs in a task of
+    /// the session's runtime.
     pub(super) fn list(self: &Arc<Self>, cell: &Arc<Cell>, listing: &Listing, deadline: Instant) {
         let tick = self.tick_of(deadline);
-        if listing.0.swap(tick, Ordering::SeqCst) == tick {
-            return;
-        }
+        let listed_already = listing.0.swap(tick, Ordering::SeqCst) == tick;
         let mut state = self.lock();
-        let earliest = state.ticks.first_key_value().map(|(&first, _)| first);
-        state
-            .ticks
-            .entry(tick)
-            .or_default()
-            .push(Arc::downgrade(cell));
+        let earlier = !listed_already
+            && state
+                .ticks
+                .first_key_value()
+                .is_none_or(|(&first, _)| tick < first);
+        if !listed_already {
+            state
+                .ticks
+                .entry(tick)
+                .or_default()
+                .push(Arc::downgrade(cell));
+        }
         if !state.running {
             state.running = true;
             drop(state);
-            tokio::spawn(self.clone().run());
-        } else if earliest.is_none_or(|earliest| tick < earliest) {
+            self.spawn_on(&Handle::current());
+        } else if earlier {
             drop(state);
             self.earlier.notify_one();
         }
+    }
+
+    /// Starts the clock on `runtime` unless it runs.
+    fn start(self: &Arc<Self>, runtime: &Handle) {
+        let mut state = self.lock();
+        if !state.running {
+            state.running = true;
+            drop(state);
+            self.spawn_on(runtime);
+        }
+    }
+
+    /// Spawns the clock's task (`running` is set). Its guard is made first and moved into the
+    /// task, so that a task the runtime drops before it ever runs (a runtime shutting down
+    /// refuses new tasks) still says the clock stopped.
+    fn spawn_on(self: &Arc<Self>, runtime: &Handle) {
+        let running = Running {
+            alarms: self.clone(),
+            runtime: runtime.id(),
+            ended: false,
+        };
+        runtime.spawn(run(running));
     }
 
     /// Takes an ending session's cell out of the list.
@@ -116,61 +146,6 @@ impl Alarms {
             if state.ticks.is_empty() {
                 drop(state);
                 self.earlier.notify_one();
-            }
-        }
-    }
-
-    /// The clock's task: sleeps until the earliest listed tick ends and wakes what is listed
-    /// under the ticks that ended; ends when nothing is listed.
-    async fn run(self: Arc<Self>) {
-        /// Dropped with the task: a runtime that drops it (shutting down) leaves the clock
-        /// stopped, and the next listing starts it again.
-        struct Running<'a>(&'a Alarms, bool);
-        impl Drop for Running<'_> {
-            fn drop(&mut self) {
-                if self.1 {
-                    self.0.lock().running = false;
-                }
-            }
-        }
-        let mut running = Running(&self, true);
-        loop {
-            let next = {
-                let mut state = self.lock();
-                let Some((&next, _)) = state.ticks.first_key_value() else {
-                    // Under the lock, as `list` reads it: a listing after this starts a task.
-                    state.running = false;
-                    running.1 = false;
-                    return;
-                };
-                next
-            };
-            tokio::select! {
-                () = sleep_until(self.end_of(next)) => {}
-                () = self.earlier.notified() => continue,
-            }
-            let first_to_come = self.ticks_ended(Instant::now()).saturating_add(1);
-            let due: Vec<(u64, Vec<Weak<Cell>>)> = {
-                let mut state = self.lock();
-                let later = state.ticks.split_off(&first_to_come);
-                std::mem::replace(&mut state.ticks, later)
-                    .into_iter()
-                    .collect()
-            };
-            for (tick, cells) in due {
-                for cell in cells.iter().filter_map(Weak::upgrade) {
-                    // Listed since under another tick, or taken out: not this tick's to wake.
-                    let listing = &cell.listing().0;
-                    let this_tick = listing.compare_exchange(
-                        tick,
-                        UNLISTED,
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                    if this_tick.is_ok() {
-                        cell.alarm();
-                    }
-                }
             }
         }
     }
@@ -202,5 +177,91 @@ impl Alarms {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The clock's task: sleeps until the earliest listed tick ends and wakes what is listed under
+/// the ticks that ended; ends when nothing is listed.
+async fn run(mut running: Running) {
+    let alarms = running.alarms.clone();
+    loop {
+        let next = {
+            let mut state = alarms.lock();
+            let Some((&next, _)) = state.ticks.first_key_value() else {
+                // Under the lock, as `list` reads it: a listing after this starts a task.
+                state.running = false;
+                running.ended = true;
+                return;
+            };
+            next
+        };
+        tokio::select! {
+            () = sleep_until(alarms.end_of(next)) => {}
+            () = alarms.earlier.notified() => continue,
+        }
+        let first_to_come = alarms.ticks_ended(Instant::now()).saturating_add(1);
+        let due: Vec<(u64, Vec<Weak<Cell>>)> = {
+            let mut state = alarms.lock();
+            let later = state.ticks.split_off(&first_to_come);
+            std::mem::replace(&mut state.ticks, later)
+                .into_iter()
+                .collect()
+        };
+        for (tick, cells) in due {
+            for cell in cells.iter().filter_map(Weak::upgrade) {
+                // Listed since under another tick, or taken out: not this tick's to wake.
+                let listing = &cell.listing().0;
+                let this_tick =
+                    listing.compare_exchange(tick, UNLISTED, Ordering::SeqCst, Ordering::SeqCst);
+                if this_tick.is_ok() {
+                    cell.alarm();
+                }
+            }
+        }
+    }
+}
+
+/// The running clock's guard, owned by its task.
+struct Running {
+    alarms: Arc<Alarms>,
+    /// The runtime the task runs on.
+    runtime: runtime::Id,
+    /// The task ended by itself (nothing listed), having said so under the lock.
+    ended: bool,
+}
+
+thread_local! {
+    /// Set while a dropped clock starts again elsewhere: a task refused there too is dropped
+    /// inside that call, and must not try again (two runtimes shutting down would hand the
+    /// clock back and forth).
+    static MOVING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Drop for Running {
+    /// Dropped by its runtime (shutting down): the clock stops, and moves to the runtime of a
+    /// session still listed, if there is one on another runtime.
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let listed: Vec<Weak<Cell>> = {
+            let mut state = self.alarms.lock();
+            state.running = false;
+            state.ticks.values().flatten().cloned().collect()
+        };
+        if MOVING.get() {
+            return;
+        }
+        // Upgraded outside the lock: dropping the last handle of a cell ends its session.
+        let elsewhere = listed
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|cell| cell.runtime().clone())
+            .find(|runtime| runtime.id() != self.runtime);
+        if let Some(runtime) = elsewhere {
+            MOVING.set(true);
+            self.alarms.start(&runtime);
+            MOVING.set(false);
+        }
     }
 }

@@ -95,6 +95,11 @@ impl Cell {
         &self.listing
     }
 
+    /// The runtime the session's task runs on.
+    pub(super) fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
     /// The alarm clock's wake: the session's deadline came.
     pub(super) fn alarm(self: &Arc<Self>) {
         self.wake_by_ref();
