@@ -112,13 +112,9 @@ impl Socket {
         budget: Option<(u64, u64)>,
         inflater: Option<Inflater>,
     ) -> Self {
-        let reader = FrameReader::new(max_message);
         Self {
             io,
-            reader: match inflater {
-                Some(inflater) => reader.with_inflater(inflater),
-                None => reader,
-            },
+            reader: frame_reader(max_message, inflater),
             control: BytesMut::new(),
             budget: budget.map(|(per_frame, tolerance)| {
                 Box::new(FrameBudget {
@@ -175,16 +171,12 @@ impl Socket {
 
     /// The socket of a parked session, ready to read and write again.
     pub(crate) fn unpark(parked: ParkedSocket, max_message: usize) -> Self {
-        let reader = FrameReader::new(max_message);
         Self {
             io: Io {
                 prefix: Bytes::new(),
                 inner: Inner::Tcp(parked.stream),
             },
-            reader: match parked.inflater {
-                Some(inflater) => reader.with_inflater(inflater),
-                None => reader,
-            },
+            reader: frame_reader(max_message, parked.inflater),
             control: BytesMut::new(),
             budget: parked.budget,
         }
@@ -312,6 +304,15 @@ impl Socket {
         let mut discard = [0u8; 512];
         while let Ok(Ok(1..)) = tokio::time::timeout(linger, self.io.read(&mut discard)).await {}
         Ok(())
+    }
+}
+
+/// A frame reader, inflating compressed messages when `inflater` is given.
+fn frame_reader(max_message: usize, inflater: Option<Inflater>) -> FrameReader {
+    let reader = FrameReader::new(max_message);
+    match inflater {
+        Some(inflater) => reader.with_inflater(inflater),
+        None => reader,
     }
 }
 

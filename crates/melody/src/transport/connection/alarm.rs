@@ -80,9 +80,9 @@ impl Alarms {
     /// Lists `cell` to be woken at `deadline` (at the end of its tick), unless it is listed
     /// under that tick already, and starts the clock if it is not running. Runs in a task of
     /// the session's runtime.
-    pub(super) fn list(self: &Arc<Self>, cell: &Arc<Cell>, listing: &Listing, deadline: Instant) {
+    pub(super) fn list(self: &Arc<Self>, cell: &Arc<Cell>, deadline: Instant) {
         let tick = self.tick_of(deadline);
-        let listed_already = listing.0.swap(tick, Ordering::SeqCst) == tick;
+        let listed_already = cell.listing().0.swap(tick, Ordering::SeqCst) == tick;
         let mut state = self.lock();
         let earlier = !listed_already
             && state
@@ -129,8 +129,8 @@ impl Alarms {
     }
 
     /// Takes an ending session's cell out of the list.
-    pub(super) fn unlist(&self, cell: &Arc<Cell>, listing: &Listing) {
-        let tick = listing.0.swap(UNLISTED, Ordering::SeqCst);
+    pub(super) fn unlist(&self, cell: &Arc<Cell>) {
+        let tick = cell.listing().0.swap(UNLISTED, Ordering::SeqCst);
         if tick == UNLISTED {
             return;
         }

@@ -336,8 +336,6 @@ impl Connection {
         let now = Instant::now();
         let next_ping = now + config.effective_ping_period();
         let pong_deadline = now + config.pong_wait;
-        // Set for real by `rearm_park_check` below, with the timer.
-        let timer = Some(Box::pin(sleep_until(next_ping)));
         let rate_limit = config
             .rate_limit_quota()
             .map(|quota| Box::new(RateLimiter::direct(quota)));
@@ -345,7 +343,8 @@ impl Connection {
             socket,
             session,
             batch: VecDeque::new(),
-            timer,
+            // Made by `rearm_park_check` below.
+            timer: None,
             next_ping,
             pong_deadline,
             rate_limit,

@@ -167,7 +167,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
     let parked = slot.insert(parked);
     // Counted in under the lock, so that a waker that takes it out counts it out after.
     parked.session.hub().counters.parked();
-    Alarms::of(&hub).list(&cell, &cell.listing, parked.deadline());
+    Alarms::of(&hub).list(&cell, parked.deadline());
     let ready = parked.poll_ready(&mut cx);
     let back = if ready { Cell::take(&mut slot) } else { None };
     drop(slot);
@@ -188,7 +188,7 @@ pub(super) fn park(mut connection: Connection) -> Result<(), Connection> {
 
 /// Takes an ending session out of the alarm clock's list, so that its cell goes at once.
 pub(super) fn unlist(cell: &Arc<Cell>, hub: &crate::core::hub::Hub) {
-    Alarms::of(hub).unlist(cell, &cell.listing);
+    Alarms::of(hub).unlist(cell);
 }
 
 impl Connection {
